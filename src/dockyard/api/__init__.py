@@ -1,0 +1,194 @@
+"""The HTTP API: Heroku's Platform API v3 paths and shapes, served by FastAPI.
+
+:func:`create_api` builds the ASGI app for a :class:`~dockyard.settings.Settings` and a
+:class:`~dockyard.store.Database`; ``dockyard server`` runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dockyard import __version__
+from dockyard.api import account, apps, releases
+from dockyard.errors import DockyardError, NotAcceptable, PayloadTooLarge
+from dockyard.settings import Settings
+from dockyard.store import Database
+
+MAX_BODY = 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,200}$")
+_VERSION = re.compile(r"application/vnd\.heroku\+json;\s*version=([^\s,;]+)")
+_STATUS_IDS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+}
+log = logging.getLogger("dockyard.api")
+
+
+def _error(status: int, error_id: str, message: str) -> JSONResponse:
+    return JSONResponse({"id": error_id, "message": message}, status_code=status)
+
+
+class Edge:
+    """Checks every request before routing: its size, its API version; tags it with an id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+
+        async def send_tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        problem = self._problem(headers)
+        if problem is not None:
+            await _respond(problem, scope, receive, send_tagged)
+            return
+        if scope["method"] in ("POST", "PUT", "PATCH") and "json" not in headers.get("content-type", ""):
+            # The API speaks only JSON; a body sent as anything else (curl's default) is read as JSON.
+            scope = {
+                **scope,
+                "headers": [
+                    *((k, v) for k, v in scope["headers"] if k.lower() != b"content-type"),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        if "content-length" not in headers and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A body of unknown length (chunked) is read here, within the limit, and replayed.
+            body = await _read_bounded(receive)
+            if body is None:
+                await _respond(PayloadTooLarge(_too_large()), scope, receive, send_tagged)
+                return
+            receive = _replay(body)
+        await self.app(scope, receive, send_tagged)
+
+    @staticmethod
+    def _problem(headers: dict[str, str]) -> DockyardError | None:
+        version = _VERSION.search(headers.get("accept", ""))
+        if version and version.group(1) != "3":
+            return NotAcceptable(f"API version {version.group(1)} is not served; ask for version=3")
+        length = headers.get("content-length", "0")
+        if length.isdigit() and int(length) > MAX_BODY:
+            return PayloadTooLarge(_too_large())
+        return None
+
+
+async def _read_bounded(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def _too_large() -> str:
+    return f"request body is over {MAX_BODY} bytes (1 MB); send less"
+
+
+async def _respond(error: DockyardError, scope: Scope, receive: Receive, send: Send) -> None:
+    await _error(error.status, error.id, error.message)(scope, receive, send)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
+    problems = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            return (
+                400,
+                "bad_request",
+                f"request body is not valid JSON: {error.get('ctx', {}).get('error', '')}",
+            )
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        if error.get("type") == "extra_forbidden":
+            problems.append(f"unknown field {location!r}")
+        elif error.get("type") == "missing" and not location:
+            problems.append("a JSON body is required")
+        else:
+            problems.append(f"{location or 'body'}: {error.get('msg')}")
+    return 422, "invalid_params", "; ".join(problems) + ". See the API reference in docs/api.md."
+
+
+def create_api(settings: Settings, database: Database) -> FastAPI:
+    api = FastAPI(
+        title="Dockyard Platform API",
+        version=__version__,
+        description="Heroku Platform API v3 compatible. Send 'Accept: application/vnd.heroku+json; "
+        "version=3' and 'Authorization: Bearer <token>'.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api.state.settings = settings
+    api.state.database = database
+
+    @api.exception_handler(DockyardError)
+    async def _dockyard_error(_request: Request, exc: DockyardError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("request failed: %s", exc.message, exc_info=exc.__cause__)
+        return _error(exc.status, exc.id, exc.message)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(*_validation_message(exc))
+
+    @api.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}; see docs/api.md"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see docs/api.md"
+        return _error(exc.status_code, _STATUS_IDS.get(exc.status_code, "error"), message)
+
+    @api.get("/healthz", summary="200 once the server is ready", include_in_schema=True)
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    api.include_router(account.router)
+    api.include_router(apps.router)
+    api.include_router(releases.router)
+    api.add_middleware(Edge)
+    return api
