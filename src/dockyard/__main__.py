@@ -1,0 +1,5 @@
+"""``python -m dockyard``: the same as the ``dockyard`` command."""
+
+from dockyard.cli import main
+
+main()

@@ -1,0 +1,185 @@
+"""Shared fixtures: scratch databases, the in-process API, and a real server process."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from dockyard import accounts
+from dockyard.api import create_api
+from dockyard.settings import Settings
+from dockyard.store import Database, migrate
+
+POSTGRES_ADMIN = os.environ.get(
+    "DOCKYARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+DOCKYARD = [sys.executable, "-m", "dockyard"]
+ACCEPT = "application/vnd.heroku+json; version=3"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05
+) -> None:
+    """Poll ``condition`` until it holds; fail the test when ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s: {condition!r}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A scratch PostgreSQL database for this test run, dropped at the end."""
+    name = f"dockyard_test_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _reset_postgres(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty state store: SQLite in a temp dir, then the scratch PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'dockyard.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        _reset_postgres(url)
+    db = Database(url)
+    migrate(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> Iterator[Database]:
+    db = Database(f"sqlite:///{tmp_path / 'dockyard.db'}")
+    migrate(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", domain="dockyard.test", http_port=8080)
+
+
+@dataclass
+class ApiUser:
+    email: str
+    token: str
+    client: TestClient
+
+
+class Api:
+    """The API in-process, with a helper to make users and a client per user."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.settings = settings
+        self.database = database
+        self.app = create_api(settings, database)
+        self.anonymous = TestClient(self.app, headers={"Accept": ACCEPT})
+
+    def user(self, email: str, *, admin: bool = False) -> ApiUser:
+        with self.database.transaction() as session:
+            _user, token = accounts.create_user(session, email, admin=admin)
+        client = TestClient(
+            self.app, headers={"Accept": ACCEPT, "Authorization": f"Bearer {token}"}
+        )
+        return ApiUser(email, token, client)
+
+
+@pytest.fixture
+def api(settings: Settings, sqlite_database: Database) -> Api:
+    return Api(settings, sqlite_database)
+
+
+@pytest.fixture
+def api_on(settings: Settings, database: Database) -> Api:
+    """The in-process API on each store in turn (SQLite, PostgreSQL)."""
+    return Api(settings, database)
+
+
+@dataclass
+class Server:
+    """A real ``dockyard server`` process on a free port."""
+
+    url: str
+    env: dict[str, str]
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def create_user(self, email: str, *, admin: bool = False) -> str:
+        command = [*DOCKYARD, "admin:create-user", email, *(["--admin"] if admin else [])]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+
+def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DOCKYARD_DATA_DIR": str(data_dir),
+        "DOCKYARD_API_LISTEN": f"127.0.0.1:{port}",
+        **(extra_env or {}),
+    }
+    with (data_dir.parent / f"server-{port}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [*DOCKYARD, "server"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"dockyard server exited with {process.returncode}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(healthy, timeout=60)
+    return Server(url, env, data_dir, process)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("server") / "data")
+    yield running
+    stop_server(running)
