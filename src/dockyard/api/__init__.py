@@ -87,7 +87,8 @@ class Edge:
     @staticmethod
     def _problem(headers: dict[str, str]) -> DockyardError | None:
         version = _VERSION.search(headers.get("accept", ""))
-        if version and version.group(1) != "3":
+        # Variants of version 3 (the Heroku CLI asks for "3.sdk") get version 3.
+        if version and version.group(1).partition(".")[0] != "3":
             return NotAcceptable(f"API version {version.group(1)} is not served; ask for version=3")
         length = headers.get("content-length", "0")
         if length.isdigit() and int(length) > MAX_BODY:

@@ -102,8 +102,8 @@ def _sortable(value: Any) -> Any:
 def _within(text: str, value: Any, wanted: Range) -> bool:
     def compare(bound: str) -> int:
         if isinstance(value, int) and bound.lstrip("-").isdigit():
-            other: Any = int(bound)
-            return (value > other) - (value < other)
+            other = int(bound)
+            return int(value > other) - int(value < other)
         return (text > bound) - (text < bound)
 
     before, after = (1, -1) if not wanted.descending else (-1, 1)
