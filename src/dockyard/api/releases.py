@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from dockyard import apps, releases
 from dockyard.api import shapes
@@ -19,7 +19,8 @@ router = APIRouter()
 
 class Rollback(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    release: str = Field(description="Id or version of the release to roll back to")
+    # Heroku's schema takes a release's id or its version number (an integer).
+    release: str | StrictInt = Field(description="Id or version of the release to roll back to")
 
 
 @router.get("/apps/{app}/config-vars", summary="An app's config vars")
@@ -67,7 +68,7 @@ def list_releases(
 def rollback(caller: Authenticated, app: str, body: Rollback) -> Json:
     with caller.transaction() as (session, user):
         found = apps.find(session, user, app, lock=True)
-        return shapes.release(found, releases.rollback(session, found, body.release, user))
+        return shapes.release(found, releases.rollback(session, found, str(body.release), user))
 
 
 @router.get("/apps/{app}/releases/{release}", summary="One release, by id or version")

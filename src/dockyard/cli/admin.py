@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from dockyard import accounts, settings, store
 from dockyard.errors import DockyardError
 
+if TYPE_CHECKING:
+    from dockyard.settings import Settings
 
-def _settings() -> settings.Settings:
+# The store, settings and accounts modules are imported inside each command: they pull in
+# SQLAlchemy and pydantic, which client commands (run far more often) do not need.
+
+
+def _settings() -> Settings:
+    from dockyard import settings
+
     try:
         return settings.load()
     except DockyardError as exc:
@@ -36,6 +44,8 @@ def server() -> None:
 @click.command("db:migrate")
 def db_migrate() -> None:
     """Bring the state store's schema up to date (the server also does this at start)."""
+    from dockyard import store
+
     config = _settings()
     try:
         database = store.Database(config.database_url)
@@ -54,6 +64,8 @@ def create_user(email: str, is_admin: bool) -> None:
 
     Runs on the server host against the state store (DOCKYARD_DATABASE_URL).
     """
+    from dockyard import accounts, store
+
     config = _settings()
     try:
         database = store.Database(config.database_url)

@@ -1,0 +1,184 @@
+# Install steps shared by scripts/test and scripts/quickstart; source it, then call the
+# steps you need. Each step checks first and installs only what is missing, so running
+# it again is cheap. Written for Debian and Ubuntu, as root (or with sudo).
+#
+#   find_python          PYTHON=a Python >= 3.11 (python3.13, 3.12, 3.11, python3; else apt)
+#   ensure_debian CMD=PKG ...   apt-get install the PKGs whose CMD is not on PATH
+#   ensure_venv [EXTRAS] .venv with the package installed editable, pinned by constraints.txt
+#   ensure_heroku_cli    the official Heroku CLI under .cache/heroku-cli; exports
+#                        DOCKYARD_TEST_HEROKU_CLI
+#   ensure_postgres      PostgreSQL answering at 127.0.0.1:5432 (installed and started
+#                        with trust auth for local TCP if there is none)
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VENV="$REPO/.venv"
+CONSTRAINTS="$REPO/constraints.txt"
+HEROKU_CLI_VERSION=11.10.0
+HEROKU_CLI_DIR="$REPO/.cache/heroku-cli"
+MIN_PYTHON=3.11
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Run a command as root: directly when we are root, else through sudo when there is one.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "needs root to run: $*  (run this script as root, or install sudo)"
+    fi
+}
+
+_apt_updated=""
+apt_install() {
+    command -v apt-get >/dev/null || die "apt-get not found; install these by hand: $*"
+    if [ -z "$_apt_updated" ]; then
+        say "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _apt_updated=1
+    fi
+    say "apt-get install $*"
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ensure_debian git=git ssh-keygen=openssh-client ...: one apt-get run for every package
+# whose command is missing, and no apt-get at all when nothing is.
+ensure_debian() {
+    local pair missing=()
+    for pair in "$@"; do
+        command -v "${pair%%=*}" >/dev/null || missing+=("${pair#*=}")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
+_python_ok() {
+    "$1" -c "import sys; sys.exit(sys.version_info < (${MIN_PYTHON/./, }))" 2>/dev/null
+}
+
+# Sets PYTHON to the absolute path of the first Python >= 3.11 found; pyenv shims for
+# versions that are not installed fail the check and are skipped.
+find_python() {
+    local candidate
+    for candidate in python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null && _python_ok "$candidate"; then
+            PYTHON=$("$candidate" -c 'import sys; print(sys.executable)')
+            _ensure_venv_module
+            return
+        fi
+    done
+    apt_install python3 python3-venv
+    _python_ok python3 || die "Python >= $MIN_PYTHON is needed; this system's python3 is $(python3 --version 2>&1)"
+    PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+}
+
+# Debian splits venv's pip bootstrap (ensurepip) into pythonX.Y-venv.
+_ensure_venv_module() {
+    if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+        apt_install "python$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"
+    fi
+}
+
+# ensure_venv [EXTRAS]: create .venv if it is missing or broken, then install the package
+# editable with EXTRAS (e.g. "test"), every version pinned by constraints.txt. Skipped when
+# pyproject.toml, constraints.txt and EXTRAS are as they were at the last install.
+ensure_venv() {
+    local extras="${1:-}" spec="." stamp want
+    [ -n "$extras" ] && spec=".[$extras]"
+    if ! { [ -x "$VENV/bin/python" ] && _python_ok "$VENV/bin/python"; }; then
+        [ -n "${PYTHON:-}" ] || find_python
+        say "creating $VENV with $("$PYTHON" --version)"
+        rm -rf "$VENV"
+        "$PYTHON" -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    fi
+    stamp="$VENV/.dockyard-installed"
+    want=$(cat "$REPO/pyproject.toml" "$CONSTRAINTS" <(echo "$spec") \
+        <("$VENV/bin/python" --version) | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
+        && "$VENV/bin/python" -c 'import dockyard' 2>/dev/null; then
+        return
+    fi
+    say "pip install -e '$spec' -c constraints.txt"
+    (cd "$REPO" && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -c "$CONSTRAINTS" -e "$spec")
+    echo "$want" >"$stamp"
+    _warn_unpinned
+}
+
+# A package the venv holds at a version constraints.txt does not pin (a new dependency, or
+# one added by hand) means the next machine may get another version: say so.
+_warn_unpinned() {
+    local unpinned
+    unpinned=$(comm -23 \
+        <("$VENV/bin/python" -m pip freeze --exclude-editable --disable-pip-version-check | sort) \
+        <(grep -v '^#' "$CONSTRAINTS" | sort))
+    if [ -n "$unpinned" ]; then
+        say "warning: installed but not pinned in constraints.txt (run scripts/lock to pin):"
+        printf '      %s\n' $unpinned >&2
+    fi
+}
+
+ensure_heroku_cli() {
+    ensure_debian node=nodejs npm=npm
+    local have
+    have=$(cd "$HEROKU_CLI_DIR" 2>/dev/null \
+        && node -p 'require("./node_modules/heroku/package.json").version' 2>/dev/null || true)
+    if [ "$have" != "$HEROKU_CLI_VERSION" ]; then
+        say "npm install heroku@$HEROKU_CLI_VERSION into .cache/heroku-cli"
+        mkdir -p "$HEROKU_CLI_DIR"
+        [ -f "$HEROKU_CLI_DIR/package.json" ] || echo '{"private": true}' >"$HEROKU_CLI_DIR/package.json"
+        (cd "$HEROKU_CLI_DIR" && npm install --no-audit --no-fund --loglevel=error \
+            "heroku@$HEROKU_CLI_VERSION" >&2)
+    fi
+    export DOCKYARD_TEST_HEROKU_CLI="$HEROKU_CLI_DIR/node_modules/.bin/heroku"
+    [ -x "$DOCKYARD_TEST_HEROKU_CLI" ] || die "the Heroku CLI did not install: $DOCKYARD_TEST_HEROKU_CLI is missing"
+}
+
+_postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
+
+ensure_postgres() {
+    ensure_debian pg_isready=postgresql-client
+    _postgres_up && return
+    local clusters=() cluster
+    shopt -s nullglob
+    clusters=(/etc/postgresql/*/main)
+    shopt -u nullglob
+    if [ "${#clusters[@]}" -eq 0 ]; then
+        # No server here at all: Debian's package makes a cluster "main" on install.
+        apt_install postgresql
+        shopt -s nullglob
+        clusters=(/etc/postgresql/*/main)
+        shopt -u nullglob
+        [ "${#clusters[@]}" -gt 0 ] || die "postgresql installed but no cluster under /etc/postgresql"
+        _trust_local_tcp "${clusters[0]}/pg_hba.conf"
+    fi
+    for cluster in "${clusters[@]}"; do
+        cluster=${cluster%/main}
+        say "starting PostgreSQL ${cluster##*/}"
+        as_root pg_ctlcluster --skip-systemctl-redirect "${cluster##*/}" main start || true
+    done
+    _wait_for 30 _postgres_up || die "PostgreSQL does not answer at 127.0.0.1:5432 (see /var/log/postgresql/)"
+}
+
+# Tests connect as postgres@127.0.0.1 without a password, as on the CI machines; only
+# done for a server this script installed itself.
+_trust_local_tcp() {
+    say "PostgreSQL: trust auth for user postgres over local TCP"
+    as_root sed -i -e '1i host all postgres 127.0.0.1/32 trust' -e '1i host all postgres ::1/128 trust' "$1"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(basename "$(dirname "$(dirname "$1")")")" main reload 2>/dev/null || true
+}
+
+# _wait_for SECONDS COMMAND...: poll COMMAND until it succeeds or the deadline passes.
+_wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}

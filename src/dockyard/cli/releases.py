@@ -1,0 +1,140 @@
+"""``releases``, ``releases:info``, ``rollback``."""
+
+from __future__ import annotations
+
+import click
+
+from dockyard.cli import output
+from dockyard.cli.client import Client, Json, connect, segment
+from dockyard.cli.config import latest_version, show_config
+from dockyard.cli.errors import ClientError
+from dockyard.cli.options import app_options, json_option
+
+NEWEST_FIRST = "version ..; order=desc"
+
+
+def _version(text: str) -> str:
+    digits = text.strip().removeprefix("v").removeprefix("V")
+    if not digits.isdigit():
+        raise ClientError(f"{text!r} is not a release version; give one like v4 (or 4)")
+    return digits
+
+
+def _current(client: Client, app: str) -> Json:
+    for release in client.pages(f"/apps/{segment(app)}/releases", NEWEST_FIRST):
+        if release.get("current"):
+            return release
+    raise ClientError(f"{app} has no current release")
+
+
+def _user(release: Json) -> str:
+    return str((release.get("user") or {}).get("email", ""))
+
+
+@click.command("releases")
+@app_options
+@click.option(
+    "-n", "--num", default=15, show_default=True, type=click.IntRange(1), help="How many to show."
+)
+@json_option
+def releases_list(app: str, num: int, as_json: bool) -> None:
+    """List an app's releases, newest first: version, description, who made it, when."""
+    with connect() as client:
+        found = client.listing(
+            f"/apps/{segment(app)}/releases", f"{NEWEST_FIRST}, max={min(num, 1000)}", limit=num
+        )
+    if as_json:
+        output.json(found)
+        return
+    if not found:
+        output.message(f"{app} has no releases.")
+        return
+    current = next((r for r in found if r.get("current")), None)
+    output.header(f"{app} Releases" + (f" - Current: v{current['version']}" if current else ""))
+    output.line()
+    rows = []
+    for release in found:
+        description = str(release.get("description", ""))
+        if release.get("status") not in (None, "succeeded"):
+            description += f" ({release['status']})"
+        rows.append(
+            [
+                f"v{release['version']}",
+                description,
+                _user(release),
+                output.when(release.get("created_at")),
+            ]
+        )
+    output.table(rows)
+
+
+@click.command("releases:info")
+@click.argument("release", required=False, metavar="[vN]")
+@app_options
+@click.option("-s", "--shell", is_flag=True, help="Print its config vars as KEY=value lines.")
+@json_option
+def releases_info(app: str, release: str | None, shell: bool, as_json: bool) -> None:
+    """Show one release (the current one if no version is given) and its config vars."""
+    with connect() as client:
+        if release is None:
+            found = _current(client, app)
+        else:
+            found = client.get(f"/apps/{segment(app)}/releases/{_version(release)}")
+        values = client.get(f"/apps/{segment(app)}/releases/{found['version']}/config-vars")
+    if as_json:
+        output.json(found)
+        return
+    output.header(f"Release v{found['version']}")
+    output.pairs(
+        {
+            "Add-ons": ", ".join(found.get("addon_plan_names") or []),
+            "By": _user(found),
+            "Change": found.get("description"),
+            "Current": str(bool(found.get("current"))).lower(),
+            "Status": found.get("status"),
+            "When": output.when(found.get("created_at")),
+        }
+    )
+    output.line()
+    output.header(f"v{found['version']} Config vars")
+    output.line()
+    show_config(values, shell=shell, as_json=False)
+
+
+@click.command("rollback")
+@click.argument("release", required=False, metavar="[vN]")
+@app_options
+def rollback(app: str, release: str | None) -> None:
+    """Roll back to an earlier release: a new release with its code and config vars.
+
+    Without a version, rolls back to the release before the current one. Add-ons and data
+    (databases, files) are not rolled back.
+
+    \b
+    Examples:
+      dockyard rollback -a my-app
+      dockyard rollback v4 -a my-app
+    """
+    with connect() as client:
+        if release is None:
+            current = _current(client, app)
+            earlier = client.listing(
+                f"/apps/{segment(app)}/releases",
+                f"version {current['version'] - 1}..; max=1, order=desc",
+                limit=1,
+            )
+            if not earlier:
+                raise ClientError(
+                    f"v{current['version']} is the first release of {app}; "
+                    "there is nothing to roll back to"
+                )
+            target = str(earlier[0]["version"])
+        else:
+            target = _version(release)
+        with output.action(f"Rolling back {output.hexagon(app)} to v{target}") as done:
+            client.post(f"/apps/{segment(app)}/releases", {"release": target})
+            done.append(latest_version(client, app))
+    output.warn("Rollback affects code and config vars; it doesn't add or remove add-ons.")
+
+
+COMMANDS = (releases_list, releases_info, rollback)
