@@ -96,7 +96,8 @@ ensure_venv() {
         "$PYTHON" -m venv "$VENV"
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     fi
-    stamp="$VENV/.dockyard-installed"
+    # One stamp per EXTRAS, so scripts/test and scripts/quickstart do not undo each other.
+    stamp="$VENV/.dockyard-installed${extras:+-$extras}"
     want=$(cat "$REPO/pyproject.toml" "$CONSTRAINTS" <(echo "$spec") \
         <("$VENV/bin/python" --version) | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \

@@ -55,12 +55,10 @@ def config_size(values: Mapping[str, str]) -> int:
     return sum(len(k.encode()) + len(v.encode()) for k, v in values.items())
 
 
-def update_config(
-    session: Session, app: App, changes: Mapping[str, object], user: User
-) -> dict[str, str]:
-    """Apply ``changes`` (a ``None`` value unsets) and release them; return the new config.
+def apply(session: Session, app: App, changes: Mapping[str, object]) -> dict[str, str]:
+    """Check and store ``changes`` (a ``None`` value unsets) without releasing them.
 
-    The caller holds the app's row lock (``apps.find(..., lock=True)``).
+    Returns the new config. The caller holds the app's row lock and makes the release.
     """
     checked = check_changes(changes)
     current = config(session, app)
@@ -78,8 +76,22 @@ def update_config(
             f"{CONFIG_LIMIT} bytes (32 kB). Keep large data in files or add-ons."
         )
     _store_config(session, app, new)
-    set_names = [n for n, v in checked.items() if v is not None and current.get(n) != v]
-    removed = [n for n, v in checked.items() if v is None and n in current]
+    return new
+
+
+def update_config(
+    session: Session, app: App, changes: Mapping[str, object], user: User
+) -> dict[str, str]:
+    """Apply ``changes`` (a ``None`` value unsets) and release them; return the new config.
+
+    The caller holds the app's row lock (``apps.find(..., lock=True)``).
+    """
+    current = config(session, app)
+    new = apply(session, app, changes)
+    if new == current:
+        return current
+    set_names = [n for n, v in changes.items() if v is not None and current.get(n) != v]
+    removed = [n for n, v in changes.items() if v is None and n in current]
     parts = []
     if set_names:
         parts.append(f"Set {', '.join(set_names)}")

@@ -18,9 +18,15 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard import __version__
-from dockyard.api import account, apps, releases
+from dockyard.api import account, apps, builds, releases
+from dockyard.blobs import open_store
+from dockyard.build.pipeline import Builder, Limits
+from dockyard.builds import BuildService
 from dockyard.errors import DockyardError, NotAcceptable, PayloadTooLarge
+from dockyard.receive import http as receive_http
+from dockyard.receive.repos import Repositories
 from dockyard.settings import Settings
+from dockyard.signing import Signer
 from dockyard.store import Database
 
 MAX_BODY = 1024 * 1024
@@ -54,19 +60,28 @@ class Edge:
         given = headers.get("request-id", "")
         request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
 
+        started = False
+
         async def send_tagged(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"request-id", request_id.encode()),
                 ]
             await send(message)
 
+        if _streams(scope["path"]):
+            await self.app(scope, receive, send_tagged)
+            return
         problem = self._problem(headers)
         if problem is not None:
             await _respond(problem, scope, receive, send_tagged)
             return
-        if scope["method"] in ("POST", "PUT", "PATCH") and "json" not in headers.get("content-type", ""):
+        if scope["method"] in ("POST", "PUT", "PATCH") and "json" not in headers.get(
+            "content-type", ""
+        ):
             # The API speaks only JSON; a body sent as anything else (curl's default) is read as JSON.
             scope = {
                 **scope,
@@ -82,7 +97,18 @@ class Edge:
                 await _respond(PayloadTooLarge(_too_large()), scope, receive, send_tagged)
                 return
             receive = _replay(body)
-        await self.app(scope, receive, send_tagged)
+        try:
+            await self.app(scope, receive, send_tagged)
+        except Exception:
+            # A bug, not a DockyardError: still answer {id, message} with the Request-Id that
+            # the server's log shows, then let the server log the traceback.
+            if not started:
+                failed = DockyardError(
+                    f"the server failed on this request; its log has the details under "
+                    f"Request-Id {request_id}"
+                )
+                await _respond(failed, scope, receive, send_tagged)
+            raise
 
     @staticmethod
     def _problem(headers: dict[str, str]) -> DockyardError | None:
@@ -126,6 +152,11 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
+def _streams(path: str) -> bool:
+    """git, push and upload endpoints take bodies of any type and size; their handlers bound them."""
+    return ".git/" in path or path.startswith(("/internal/", "/sources/"))
+
+
 def _too_large() -> str:
     return f"request body is over {MAX_BODY} bytes (1 MB); send less"
 
@@ -153,6 +184,18 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, "invalid_params", "; ".join(problems) + ". See the API reference in docs/api.md."
 
 
+def internal_url(settings: Settings) -> str:
+    """How processes on this host (the pre-receive hook) reach the API."""
+    host = settings.api_host
+    if host in ("0.0.0.0", "", "::"):  # noqa: S104 - matching the wildcard, not binding to it
+        host = "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{settings.api_port}"
+
+
+def build_limits(settings: Settings) -> Limits:
+    return Limits(timeout=settings.build_timeout, slug_bytes=settings.slug_limit_mb * 1024 * 1024)
+
+
 def create_api(settings: Settings, database: Database) -> FastAPI:
     api = FastAPI(
         title="Dockyard Platform API",
@@ -164,6 +207,14 @@ def create_api(settings: Settings, database: Database) -> FastAPI:
     )
     api.state.settings = settings
     api.state.database = database
+    api.state.signer = Signer(settings.data_dir)
+    api.state.builds = BuildService(
+        settings,
+        database,
+        open_store(settings.blob_url),
+        Builder(settings.data_dir, build_limits(settings)),
+    )
+    api.state.repos = Repositories(settings.data_dir, internal_url(settings))
 
     @api.exception_handler(DockyardError)
     async def _dockyard_error(_request: Request, exc: DockyardError) -> JSONResponse:
@@ -191,5 +242,7 @@ def create_api(settings: Settings, database: Database) -> FastAPI:
     api.include_router(account.router)
     api.include_router(apps.router)
     api.include_router(releases.router)
+    api.include_router(builds.router)
+    api.include_router(receive_http.router)
     api.add_middleware(Edge)
     return api

@@ -7,6 +7,7 @@ from typing import Any
 
 from dockyard.settings import Settings
 from dockyard.store import App, Collaborator, Release, SSHKey, Token, User
+from dockyard.store.models import Resource
 
 Json = dict[str, Any]
 
@@ -15,7 +16,7 @@ def timestamp(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
-def _times(resource: App | Collaborator | Release | SSHKey | Token | User) -> Json:
+def times(resource: Resource) -> Json:
     return {
         "created_at": timestamp(resource.created_at),
         "updated_at": timestamp(resource.updated_at),
@@ -44,7 +45,7 @@ def account(user: User) -> Json:
         "suspended_at": None,
         "delinquent_at": None,
         "sms_number": None,
-        **_times(user),
+        **times(user),
     }
 
 
@@ -75,7 +76,7 @@ def app(settings: Settings, api_url: str, value: App) -> Json:
         "space": None,
         "repo_size": None,
         "slug_size": None,
-        **_times(value),
+        **times(value),
     }
 
 
@@ -97,7 +98,7 @@ def release(app_value: App, value: Release) -> Json:
         "artifacts": [],
         "eligible_for_rollback": True,
         "output_stream_url": None,
-        **_times(value),
+        **times(value),
     }
 
 
@@ -108,7 +109,7 @@ def collaborator(value: Collaborator) -> Json:
         "user": {**(user_ref(value.user) or {}), "federated": False},
         "role": "collaborator",
         "permissions": [],
-        **_times(value),
+        **times(value),
     }
 
 
@@ -119,7 +120,7 @@ def key(value: SSHKey) -> Json:
         "email": value.user.email,
         "fingerprint": value.fingerprint,
         "public_key": value.public_key,
-        **_times(value),
+        **times(value),
     }
 
 
@@ -135,5 +136,5 @@ def authorization(value: Token, raw: str | None = None) -> Json:
         "session": None,
         "client": None,
         "user": {**(user_ref(value.user) or {}), "full_name": None},
-        **_times(value),
+        **times(value),
     }

@@ -45,11 +45,13 @@ def apps_list(as_json: bool) -> None:
     if not found:
         output.message("You have no apps.")
         return
-    output.header(f"{email} Apps")
-    for app in mine:
-        output.line(str(app["name"]))
+    if mine:
+        output.header(f"{email} Apps")
+        for app in mine:
+            output.line(str(app["name"]))
     if others:
-        output.line()
+        if mine:
+            output.line()
         output.header("Other users' apps" if account.get("admin") else "Collaborated Apps")
         output.table(
             [[str(a["name"]), str((a.get("owner") or {}).get("email", ""))] for a in others]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -36,10 +37,10 @@ def login(given_token: str | None, api_url: str | None) -> None:
     host = api_host(url)
     email = None
     if given_token is None:
-        message = f"Log in to {url}"
-        output.message(message)
+        output.message(f"Log in to {url}")
         email = click.prompt("Email", err=True).strip()
-        given_token = click.prompt("Token", hide_input=True, err=True)
+        # A token piped in is read as a plain line: getpass would go to /dev/tty instead.
+        given_token = click.prompt("Token", hide_input=sys.stdin.isatty(), err=True)
     given_token = given_token.strip()
     if not given_token:
         raise ClientError("the token is empty; give the one `dockyard admin:create-user` printed")

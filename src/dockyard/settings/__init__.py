@@ -68,6 +68,19 @@ class Settings(BaseSettings):
         default="process", description="Dyno runtime driver: process, docker or swarm."
     )
 
+    build_timeout: int = Field(
+        default=900,
+        description="Seconds a build may run before it is stopped and the push rejected.",
+    )
+    slug_limit_mb: int = Field(default=500, description="Largest compressed slug, in MB.")
+
+    @field_validator("build_timeout", "slug_limit_mb")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be a whole number of at least 1")
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:

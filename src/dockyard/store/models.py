@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -63,7 +64,12 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, str]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, str]: JSON,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
 
 
 class Resource:
@@ -116,6 +122,11 @@ class App(Resource, Base):
     region: Mapped[str] = mapped_column(String(50))
     deploy_branch: Mapped[str | None] = mapped_column(String(255), default=None)
     released_at: Mapped[datetime | None] = mapped_column(default=None)
+    uid: Mapped[int | None] = mapped_column(Integer, unique=True, default=None)
+    buildpacks: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    formation_defaults: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
     owner: Mapped[User] = relationship()
 
 
@@ -151,10 +162,49 @@ class Release(Resource, Base):
     version: Mapped[int] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(String(500))
     config: Mapped[dict[str, str]] = mapped_column(JSON)
-    slug_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    slug_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("slugs.id"), default=None)
     status: Mapped[str] = mapped_column(String(20), default="succeeded")
     current: Mapped[bool] = mapped_column(Boolean, default=False)
     user_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
+    user: Mapped[User | None] = relationship()
+
+
+class Slug(Resource, Base):
+    """A built app: a tarball in the blob store (addressed by its SHA-256) and its process types."""
+
+    __tablename__ = "slugs"
+
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    blob: Mapped[str] = mapped_column(String(100))
+    checksum: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(Integer)
+    process_types: Mapped[dict[str, str]] = mapped_column(JSON)
+    commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    commit_description: Mapped[str | None] = mapped_column(String(500), default=None)
+    buildpack_provided_description: Mapped[str | None] = mapped_column(String(200), default=None)
+    stack: Mapped[str] = mapped_column(String(50))
+
+
+class Build(Resource, Base):
+    __tablename__ = "builds"
+
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    source_url: Mapped[str | None] = mapped_column(Text, default=None)
+    source_version: Mapped[str | None] = mapped_column(String(200), default=None)
+    source_checksum: Mapped[str | None] = mapped_column(String(80), default=None)
+    buildpacks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    stack: Mapped[str] = mapped_column(String(50))
+    slug_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("slugs.id", ondelete="SET NULL"), default=None
+    )
+    release_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("releases.id", ondelete="SET NULL"), default=None
+    )
+    failure: Mapped[str | None] = mapped_column(Text, default=None)
     user: Mapped[User | None] = relationship()

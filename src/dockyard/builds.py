@@ -1,0 +1,264 @@
+"""Builds: from a source tarball to a slug and a release, one build per app at a time.
+
+:class:`BuildService` lives in the server. It records each build, runs the builder,
+keeps the output (live for followers, and on disk for replay), stores the slug in the
+blob store and makes release vN. A build that fails leaves the current release as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from dockyard import releases
+from dockyard.blobs import BlobStore
+from dockyard.build.pipeline import Builder, BuildFailed, Job, Result
+from dockyard.build.slug import SlugTooLarge
+from dockyard.errors import DockyardError, InvalidParams, NotFound
+from dockyard.settings import Settings
+from dockyard.store import App, Build, Database, Slug, User
+
+log = logging.getLogger("dockyard.builds")
+Emit = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class Output:
+    """The output of one build: what was printed so far, and whether it has ended."""
+
+    path: Path
+    lines: list[str] = field(default_factory=list)
+    done: bool = False
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def add(self, line: str) -> None:
+        self.lines.append(line)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def close(self) -> None:
+        self.done = True
+        async with self.changed:
+            self.changed.notify_all()
+
+
+class BuildService:
+    def __init__(
+        self, settings: Settings, database: Database, blobs: BlobStore, builder: Builder
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.blobs = blobs
+        self.builder = builder
+        self.outputs_dir = settings.data_dir / "build-output"
+        self.outputs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.incoming = settings.data_dir / "incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._live: dict[uuid.UUID, Output] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (an API build) on its own; it is kept until it ends."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def store_source(self, source_id: str, path: Path) -> None:
+        self.blobs.put(f"sources/{source_id}.tar", path)
+
+    def copy_source(self, source_id: str) -> Path:
+        """A private copy of an uploaded source, for one build to unpack and delete."""
+        if not self.blobs.exists(f"sources/{source_id}.tar"):
+            raise InvalidParams(
+                "nothing was uploaded to that source URL yet; PUT the tarball first"
+            )
+        target = self.incoming / f"{uuid.uuid4()}.tar"
+        shutil.copyfile(self.blobs.path(f"sources/{source_id}.tar"), target)
+        return target
+
+    def lock(self, app_id: uuid.UUID) -> asyncio.Lock:
+        return self._locks.setdefault(app_id, asyncio.Lock())
+
+    def create(
+        self,
+        app_id: uuid.UUID,
+        user_id: uuid.UUID | None,
+        *,
+        source_url: str | None,
+        version: str | None,
+        checksum: str | None = None,
+    ) -> uuid.UUID:
+        """Record a pending build; its output can be followed from now on."""
+        with self.database.transaction() as session:
+            app = session.get(App, app_id)
+            if app is None:
+                raise NotFound("the app was destroyed")
+            build = Build(
+                app_id=app_id,
+                user_id=user_id,
+                status="pending",
+                source_url=source_url,
+                source_version=version,
+                source_checksum=checksum,
+                buildpacks=list(app.buildpacks),
+                stack=app.stack,
+            )
+            session.add(build)
+            session.flush()
+            build_id: uuid.UUID = build.id
+        self._live[build_id] = Output(self.outputs_dir / f"{build_id}.log")
+        return build_id
+
+    async def run(
+        self,
+        build_id: uuid.UUID,
+        source: Path,
+        *,
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Run a recorded build to its end; return whether it succeeded.
+
+        ``before`` runs once the app's build lock is held (a git push checks there that
+        its branch did not move while it waited).
+        """
+        output = self._live[build_id]
+        try:
+            with self.database.transaction() as session:
+                build = session.get(Build, build_id)
+                if build is None:
+                    raise NotFound("the build was removed")
+                app = session.get(App, build.app_id)
+                if app is None:
+                    raise NotFound("the app was destroyed")
+                app_id, app_name = app.id, app.name
+            lock = self.lock(app_id)
+            if lock.locked():
+                await output.add(f"-----> Waiting for another build of {app_name} to finish...")
+            async with lock:
+                if before is not None:
+                    await before()
+                result = await self._build(build_id, source, output.add)
+                version = await asyncio.to_thread(self._release, build_id, result)
+            await output.add("-----> Launching...")
+            await output.add(f"       Released v{version}")
+            await output.add(f"       {self._web_url(app_name)} deployed to Dockyard")
+            return True
+        except (BuildFailed, SlugTooLarge, DockyardError) as exc:
+            await self._fail(build_id, output, exc.message)
+            return False
+        except asyncio.CancelledError:
+            await self._fail(build_id, output, "the build was cancelled (the push was interrupted)")
+            raise
+        except Exception as exc:
+            log.exception("build %s failed unexpectedly", build_id)
+            await self._fail(
+                build_id, output, f"internal error ({type(exc).__name__}); see the server log"
+            )
+            return False
+        finally:
+            await output.close()
+            self._live.pop(build_id, None)
+
+    async def _build(self, build_id: uuid.UUID, source: Path, emit: Emit) -> Result:
+        with self.database.transaction() as session:
+            build = session.get(Build, build_id)
+            assert build is not None
+            app = session.get(App, build.app_id)
+            assert app is not None and app.uid is not None
+            job = Job(
+                build_id=str(build_id),
+                app_id=str(app.id),
+                app_name=app.name,
+                app_uid=app.uid,
+                source=source,
+                version=build.source_version,
+                config=releases.config(session, app),
+                buildpacks=list(app.buildpacks),
+                stack=app.stack,
+            )
+        return await self.builder.run(job, emit)
+
+    def _release(self, build_id: uuid.UUID, result: Result) -> int:
+        """Store the slug and make the release, all in one transaction."""
+        key = f"slugs/{result.slug.sha256}.tgz"
+        if not self.blobs.exists(key):
+            self.blobs.put(key, result.slug.path)
+        result.slug.path.unlink(missing_ok=True)
+        with self.database.transaction() as session:
+            build = session.get(Build, build_id)
+            assert build is not None
+            app = session.scalar(select(App).where(App.id == build.app_id).with_for_update())
+            if app is None:
+                raise NotFound("the app was destroyed during its build")
+            slug = Slug(
+                app_id=app.id,
+                blob=key,
+                checksum=f"SHA256:{result.slug.sha256}",
+                size=result.slug.size,
+                process_types=result.process_types,
+                commit=build.source_version,
+                buildpack_provided_description=result.description,
+                stack=build.stack,
+            )
+            session.add(slug)
+            session.flush()
+            config = releases.config(session, app)
+            if result.config_added:
+                config = releases.apply(session, app, result.config_added)
+            if result.app_json is not None:
+                app.formation_defaults = result.app_json.formation
+            user = session.get(User, build.user_id) if build.user_id else None
+            version = build.source_version or ""
+            description = f"Deploy {version[:7]}" if version else "Deploy"
+            release = releases.create(session, app, description, config, user=user, slug_id=slug.id)
+            build.status = "succeeded"
+            build.slug_id = slug.id
+            build.release_id = release.id
+            return release.version
+
+    async def _fail(self, build_id: uuid.UUID, output: Output, reason: str) -> None:
+        await output.add(f" !     {reason}")
+        await output.add(" !     Push rejected; the current release is unchanged.")
+        with contextlib.suppress(DockyardError), self.database.transaction() as session:
+            build = session.get(Build, build_id)
+            if build is not None:
+                build.status = "failed"
+                build.failure = reason
+
+    def _web_url(self, app_name: str) -> str:
+        port = "" if self.settings.http_port == 80 else f":{self.settings.http_port}"
+        return f"http://{app_name}.{self.settings.domain}{port}/"
+
+    async def follow(self, build_id: uuid.UUID) -> AsyncIterator[str]:
+        """Every output line of the build: replayed, then live until it ends."""
+        live = self._live.get(build_id)
+        if live is None:
+            path = self.outputs_dir / f"{build_id}.log"
+            if path.exists():
+                for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                    yield line
+            return
+        sent = 0
+        while True:
+            async with live.changed:
+                await live.changed.wait_for(lambda: live.done or len(live.lines) > sent)
+            while sent < len(live.lines):
+                yield live.lines[sent]
+                sent += 1
+            if live.done:
+                return
+
+    def purge_cache(self, app_id: uuid.UUID) -> None:
+        self.builder.purge_cache(str(app_id))
