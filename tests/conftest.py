@@ -149,6 +149,8 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Ser
         **os.environ,
         "DOCKYARD_DATA_DIR": str(data_dir),
         "DOCKYARD_API_LISTEN": f"127.0.0.1:{port}",
+        # Each server also listens for git over SSH; a port of its own, not the shared 2222.
+        "DOCKYARD_SSH_PORT": str(free_port()),
         **(extra_env or {}),
     }
     with (data_dir.parent / f"server-{port}.log").open("wb") as log:
@@ -183,3 +185,51 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("server") / "data")
     yield running
     stop_server(running)
+
+
+APPS = Path(__file__).parent / "apps"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Dockyard Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Dockyard Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+def git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real ``git`` client; output is text, stderr merged into stdout."""
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=check,
+        timeout=900,
+    )
+
+
+def make_repo(source: Path, target: Path) -> Path:
+    """A new git repository at ``target`` holding a copy of ``source``, committed on main."""
+    import shutil
+
+    shutil.copytree(source, target, symlinks=True)
+    git("init", "--quiet", "--initial-branch=main", cwd=target)
+    git("add", "--all", cwd=target)
+    git("commit", "--quiet", "--message", "Initial commit", cwd=target)
+    return target
+
+
+def api_client(server: Server, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.url,
+        headers={"Accept": ACCEPT, "Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+
+
+def git_url(server: Server, token: str, app: str) -> str:
+    """The app's git URL over HTTP with the token as the basic-auth password."""
+    return server.url.replace("http://", f"http://user:{token}@") + f"/{app}.git"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Install steps shared by scripts/test and scripts/quickstart; source it, then call the
 # steps you need. Each step checks first and installs only what is missing, so running
 # it again is cheap. Written for Debian and Ubuntu, as root (or with sudo).
@@ -120,15 +121,18 @@ _warn_unpinned() {
         <(grep -v '^#' "$CONSTRAINTS" | sort))
     if [ -n "$unpinned" ]; then
         say "warning: installed but not pinned in constraints.txt (run scripts/lock to pin):"
-        printf '      %s\n' $unpinned >&2
+        local lines=()
+        mapfile -t lines <<<"$unpinned"
+        printf '      %s\n' "${lines[@]}" >&2
     fi
 }
 
 ensure_heroku_cli() {
     ensure_debian node=nodejs npm=npm
-    local have
-    have=$(cd "$HEROKU_CLI_DIR" 2>/dev/null \
-        && node -p 'require("./node_modules/heroku/package.json").version' 2>/dev/null || true)
+    local have="" manifest="$HEROKU_CLI_DIR/node_modules/heroku/package.json"
+    if [ -f "$manifest" ]; then
+        have=$(node -e 'console.log(require(process.argv[1]).version)' "$manifest" 2>/dev/null || true)
+    fi
     if [ "$have" != "$HEROKU_CLI_VERSION" ]; then
         say "npm install heroku@$HEROKU_CLI_VERSION into .cache/heroku-cli"
         mkdir -p "$HEROKU_CLI_DIR"

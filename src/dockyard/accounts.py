@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from dockyard.errors import Conflict, InvalidParams, NotFound, Unauthorized
 from dockyard.store import SSHKey, Token, User
 
-TOKEN_PREFIX = "dky_"
+TOKEN_PREFIX = "dky_"  # noqa: S105 - a public marker that tells tokens apart, not a secret
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _KEY_TYPES = (
     "ssh-ed25519",

@@ -1,22 +1,29 @@
 """``dockyard server``: the control plane as one asyncio process.
 
-For now it runs the API; later parts (receivers, builder, reconciler, router manager)
-join it as tasks of the same loop. Migrations run before the API accepts requests, so
-``/healthz`` answering means the server is ready.
+It runs the API (with the smart HTTP git receiver) and the git-over-SSH receiver; later
+parts (reconciler, router manager) join them as tasks of the same loop. Migrations run
+before the API accepts requests, and SSH listens before the API, so ``/healthz`` answering
+means the server is ready.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
 
 from dockyard.api import create_api
+from dockyard.receive.ssh import SSHReceiver
 from dockyard.settings import Settings
 from dockyard.store import Database, migrate
 
 log = logging.getLogger("dockyard.server")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def prepare(settings: Settings) -> Database:
@@ -28,8 +35,9 @@ def prepare(settings: Settings) -> Database:
 
 async def serve(settings: Settings) -> None:
     database = prepare(settings)
+    api = create_api(settings, database)
     config = uvicorn.Config(
-        create_api(settings, database),
+        api,
         host=settings.api_host,
         port=settings.api_port,
         log_level="info",
@@ -38,10 +46,36 @@ async def serve(settings: Settings) -> None:
         server_header=False,
     )
     server = uvicorn.Server(config)
+    # Listening before the API starts, so that /healthz answering means git over SSH works too.
+    ssh = SSHReceiver(settings, api.state.database, api.state.repos)
+    with _stop_on_signals(server):
+        try:
+            await ssh.start()
+            try:
+                await server.serve()
+            finally:
+                await ssh.stop()
+        finally:
+            database.dispose()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the server, and then the other tasks, before the process exits.
+
+    uvicorn re-raises the signal it caught once it has stopped, to the handler that was in
+    place before it started: this one, so the receivers still shut down in order.
+    """
+
+    def stop(_signal: int, _frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
     try:
-        await server.serve()
+        yield
     finally:
-        database.dispose()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def run(settings: Settings) -> None:

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from api.checks import dump, error, ok, unchanged
 from fastapi.testclient import TestClient
 
+from api.checks import dump, error, ok, unchanged
 from conftest import ACCEPT, Api
 from dockyard.accounts import hash_token
 
@@ -57,8 +57,11 @@ def test_basic_auth_takes_the_token_as_password(api: Api) -> None:
         reply = api.anonymous.get("/account", headers={"Authorization": f"Basic {credentials}"})
         assert ok(reply)["email"] == "alice@example.com"
     wrong = base64.b64encode(b"alice@example.com:dky_wrong").decode()
-    error(api.anonymous.get("/account", headers={"Authorization": f"Basic {wrong}"}), 401,
-          "unauthorized")
+    error(
+        api.anonymous.get("/account", headers={"Authorization": f"Basic {wrong}"}),
+        401,
+        "unauthorized",
+    )
 
 
 def test_every_endpoint_but_health_and_schema_needs_a_token(api: Api) -> None:
@@ -104,7 +107,9 @@ def ssh_keygen(directory: Path, comment: str) -> tuple[str, str]:
     )
     listed = subprocess.run(
         ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{path}.pub"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return Path(f"{path}.pub").read_text().strip(), listed.stdout.split()[1]
 
@@ -167,8 +172,12 @@ def test_key_body_must_be_just_a_public_key(api: Api) -> None:
     alice = api.user("alice@example.com")
     with unchanged(api.database):
         error(alice.client.post("/account/keys", json={}), 422, "invalid_params", "public_key")
-        error(alice.client.post("/account/keys", json={"public_key": "x", "admin": True}),
-              422, "invalid_params", "unknown field 'admin'")
+        error(
+            alice.client.post("/account/keys", json={"public_key": "x", "admin": True}),
+            422,
+            "invalid_params",
+            "unknown field 'admin'",
+        )
 
 
 def test_a_key_registers_once_across_all_accounts(api: Api, tmp_path: Path) -> None:
@@ -258,12 +267,24 @@ def test_authorization_failures(api: Api) -> None:
     bob = api.user("bob@example.com")
     bobs = ok(bob.client.get("/oauth/authorizations"))[0]["id"]
     with unchanged(api.database):
-        error(alice.client.post("/oauth/authorizations", json={"scope": ["read"]}),
-              422, "invalid_params", "global")
-        error(alice.client.post("/oauth/authorizations", json={"client": "x"}),
-              422, "invalid_params", "unknown field 'client'")
-        error(alice.client.post("/oauth/authorizations", json={"description": "x" * 201}),
-              422, "invalid_params", "description")
+        error(
+            alice.client.post("/oauth/authorizations", json={"scope": ["read"]}),
+            422,
+            "invalid_params",
+            "global",
+        )
+        error(
+            alice.client.post("/oauth/authorizations", json={"client": "x"}),
+            422,
+            "invalid_params",
+            "unknown field 'client'",
+        )
+        error(
+            alice.client.post("/oauth/authorizations", json={"description": "x" * 201}),
+            422,
+            "invalid_params",
+            "description",
+        )
         error(alice.client.delete(f"/oauth/authorizations/{bobs}"), 404, "not_found")
         error(alice.client.get(f"/oauth/authorizations/{bobs}"), 404, "not_found")
         error(alice.client.delete("/oauth/authorizations/not-a-uuid"), 404, "not_found")

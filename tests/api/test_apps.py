@@ -6,8 +6,8 @@ import re
 import uuid
 
 import pytest
-from api.checks import error, ok, unchanged
 
+from api.checks import error, ok, unchanged
 from conftest import Api, ApiUser
 from dockyard.apps import NAME
 
@@ -54,8 +54,10 @@ def test_create_with_a_name_has_herokus_shape(api_on: Api) -> None:
     app = create(alice, "my-app-1")
     assert app["name"] == "my-app-1"
     uuid.UUID(str(app["id"]))
-    assert app["owner"] == {"id": ok(alice.client.get("/account"))["id"],
-                            "email": "alice@example.com"}
+    assert app["owner"] == {
+        "id": ok(alice.client.get("/account"))["id"],
+        "email": "alice@example.com",
+    }
     assert app["stack"] == {"id": "dockyard-24", "name": "dockyard-24"}
     assert app["region"] == {"id": "local", "name": "local"}
     assert app["maintenance"] is False
@@ -168,8 +170,7 @@ def test_get_by_name_and_by_id(api_on: Api) -> None:
     app = create(alice, "lookup")
     assert ok(alice.client.get(f"/apps/{app['id']}")) == app
     assert ok(alice.client.get("/apps/lookup")) == app
-    error(alice.client.get("/apps/nothing-here"), 404, "not_found", "nothing-here",
-          "dockyard apps")
+    error(alice.client.get("/apps/nothing-here"), 404, "not_found", "nothing-here", "dockyard apps")
     error(alice.client.get(f"/apps/{uuid.uuid4()}"), 404, "not_found")
 
 
@@ -188,7 +189,8 @@ def test_rename_and_maintenance(api_on: Api) -> None:
     on = ok(alice.client.patch(f"/apps/{app['id']}", json={"maintenance": True}))
     assert on["maintenance"] is True
     assert ok(alice.client.get("/apps/after"))["maintenance"] is True
-    assert ok(alice.client.patch("/apps/after", json={"maintenance": False}))["maintenance"] is False
+    off = ok(alice.client.patch("/apps/after", json={"maintenance": False}))
+    assert off["maintenance"] is False
     # Renaming to its own name, or sending nothing to change, changes nothing.
     assert ok(alice.client.patch("/apps/after", json={"name": "after"}))["name"] == "after"
     assert ok(alice.client.patch("/apps/after", json={}))["name"] == "after"
@@ -200,19 +202,45 @@ def test_update_failures_change_nothing(api_on: Api) -> None:
     create(alice, "first")
     create(alice, "second")
     with unchanged(api_on.database):
-        error(alice.client.patch("/apps/first", json={"name": "second"}), 422, "invalid_params",
-              "already taken")
-        error(alice.client.patch("/apps/first", json={"name": "Bad_Name"}), 422,
-              "invalid_params", "invalid")
-        error(alice.client.patch("/apps/first", json={"name": "ok-name", "maintenance": "maybe"}),
-              422, "invalid_params", "maintenance")
-        error(alice.client.patch("/apps/first", json={"owner": "bob@example.com"}), 422,
-              "invalid_params", "unknown field 'owner'")
-        error(alice.client.patch("/apps/first", json={"build_stack": "heroku-22"}), 422,
-              "invalid_params", "build_stack")
+        error(
+            alice.client.patch("/apps/first", json={"name": "second"}),
+            422,
+            "invalid_params",
+            "already taken",
+        )
+        error(
+            alice.client.patch("/apps/first", json={"name": "Bad_Name"}),
+            422,
+            "invalid_params",
+            "invalid",
+        )
+        error(
+            alice.client.patch("/apps/first", json={"name": "ok-name", "maintenance": "maybe"}),
+            422,
+            "invalid_params",
+            "maintenance",
+        )
+        error(
+            alice.client.patch("/apps/first", json={"owner": "bob@example.com"}),
+            422,
+            "invalid_params",
+            "unknown field 'owner'",
+        )
+        error(
+            alice.client.patch("/apps/first", json={"build_stack": "heroku-22"}),
+            422,
+            "invalid_params",
+            "build_stack",
+        )
         error(alice.client.patch("/apps/first"), 422, "invalid_params", "JSON body is required")
-        error(alice.client.patch("/apps/first", content=b"{", headers={
-            "Content-Type": "application/json"}), 400, "bad_request", "not valid JSON")
+        error(
+            alice.client.patch(
+                "/apps/first", content=b"{", headers={"Content-Type": "application/json"}
+            ),
+            400,
+            "bad_request",
+            "not valid JSON",
+        )
         error(alice.client.patch("/apps/missing", json={"maintenance": True}), 404, "not_found")
 
 
@@ -252,8 +280,9 @@ def test_collaborator_may_use_but_not_rename_or_destroy(api_on: Api) -> None:
     alice = api_on.user("alice@example.com")
     bob = api_on.user("bob@example.com")
     create(alice, "shared")
-    added = ok(alice.client.post("/apps/shared/collaborators", json={"user": "bob@example.com"}),
-               201)
+    added = ok(
+        alice.client.post("/apps/shared/collaborators", json={"user": "bob@example.com"}), 201
+    )
     assert added["user"]["email"] == "bob@example.com"
     assert added["app"]["name"] == "shared"
     assert added["role"] == "collaborator"
@@ -265,13 +294,23 @@ def test_collaborator_may_use_but_not_rename_or_destroy(api_on: Api) -> None:
     ok(bob.client.patch("/apps/shared", json={"maintenance": True}))
 
     with unchanged(api_on.database):
-        error(bob.client.patch("/apps/shared", json={"name": "stolen"}), 403, "forbidden",
-              "only the owner", "alice@example.com", "rename")
+        error(
+            bob.client.patch("/apps/shared", json={"name": "stolen"}),
+            403,
+            "forbidden",
+            "only the owner",
+            "alice@example.com",
+            "rename",
+        )
         error(bob.client.delete("/apps/shared"), 403, "forbidden", "only the owner", "destroy")
     api_on.user("carol@example.com")
     with unchanged(api_on.database):
-        error(bob.client.post("/apps/shared/collaborators", json={"user": "carol@example.com"}),
-              403, "forbidden", "only the owner")
+        error(
+            bob.client.post("/apps/shared/collaborators", json={"user": "carol@example.com"}),
+            403,
+            "forbidden",
+            "only the owner",
+        )
     assert ok(alice.client.get("/apps/shared"))["name"] == "shared"
 
 
@@ -281,8 +320,12 @@ def test_collaborators_list_get_and_remove(api_on: Api) -> None:
     api_on.user("carol@example.com")
     create(alice, "team")
     bob = ok(alice.client.post("/apps/team/collaborators", json={"user": "bob@example.com"}), 201)
-    ok(alice.client.post("/apps/team/collaborators",
-                         json={"user": "Carol@EXAMPLE.com", "silent": True}), 201)
+    ok(
+        alice.client.post(
+            "/apps/team/collaborators", json={"user": "Carol@EXAMPLE.com", "silent": True}
+        ),
+        201,
+    )
     listed = ok(alice.client.get("/apps/team/collaborators"))
     # Listings sort by id, as Heroku's do, and ids are random.
     assert sorted(c["user"]["email"] for c in listed) == ["bob@example.com", "carol@example.com"]
@@ -293,8 +336,13 @@ def test_collaborators_list_get_and_remove(api_on: Api) -> None:
     assert removed["id"] == bob["id"]
     after = ok(alice.client.get("/apps/team/collaborators"))
     assert [c["user"]["email"] for c in after] == ["carol@example.com"]
-    error(alice.client.delete("/apps/team/collaborators/bob@example.com"), 404, "not_found",
-          "not a collaborator", "dockyard access")
+    error(
+        alice.client.delete("/apps/team/collaborators/bob@example.com"),
+        404,
+        "not_found",
+        "not a collaborator",
+        "dockyard access",
+    )
 
 
 def test_collaborator_failures_change_nothing(api_on: Api) -> None:
@@ -303,19 +351,40 @@ def test_collaborator_failures_change_nothing(api_on: Api) -> None:
     create(alice, "team")
     ok(alice.client.post("/apps/team/collaborators", json={"user": "bob@example.com"}), 201)
     with unchanged(api_on.database):
-        error(alice.client.post("/apps/team/collaborators", json={"user": "nobody@example.com"}),
-              404, "not_found", "nobody@example.com", "admin:create-user")
-        error(alice.client.post("/apps/team/collaborators", json={"user": "bob@example.com"}),
-              422, "invalid_params", "already a collaborator")
-        error(alice.client.post("/apps/team/collaborators", json={"user": "BOB@example.com"}),
-              422, "invalid_params", "already a collaborator")
-        error(alice.client.post("/apps/team/collaborators", json={"user": "alice@example.com"}),
-              422, "invalid_params", "owns team already")
-        error(alice.client.post("/apps/team/collaborators", json={}), 422, "invalid_params",
-              "user")
-        error(alice.client.post("/apps/team/collaborators",
-                                json={"user": "bob@example.com", "role": "admin"}),
-              422, "invalid_params", "unknown field 'role'")
+        error(
+            alice.client.post("/apps/team/collaborators", json={"user": "nobody@example.com"}),
+            404,
+            "not_found",
+            "nobody@example.com",
+            "admin:create-user",
+        )
+        error(
+            alice.client.post("/apps/team/collaborators", json={"user": "bob@example.com"}),
+            422,
+            "invalid_params",
+            "already a collaborator",
+        )
+        error(
+            alice.client.post("/apps/team/collaborators", json={"user": "BOB@example.com"}),
+            422,
+            "invalid_params",
+            "already a collaborator",
+        )
+        error(
+            alice.client.post("/apps/team/collaborators", json={"user": "alice@example.com"}),
+            422,
+            "invalid_params",
+            "owns team already",
+        )
+        error(alice.client.post("/apps/team/collaborators", json={}), 422, "invalid_params", "user")
+        error(
+            alice.client.post(
+                "/apps/team/collaborators", json={"user": "bob@example.com", "role": "admin"}
+            ),
+            422,
+            "invalid_params",
+            "unknown field 'role'",
+        )
         error(alice.client.get("/apps/team/collaborators/nobody@example.com"), 404, "not_found")
 
 
@@ -327,8 +396,13 @@ def test_collaborator_may_leave_but_not_remove_others(api_on: Api) -> None:
     for email in ("bob@example.com", "carol@example.com"):
         ok(alice.client.post("/apps/team/collaborators", json={"user": email}), 201)
     with unchanged(api_on.database):
-        error(bob.client.delete("/apps/team/collaborators/carol@example.com"), 403,
-              "forbidden", "only the owner", "remove other collaborators")
+        error(
+            bob.client.delete("/apps/team/collaborators/carol@example.com"),
+            403,
+            "forbidden",
+            "only the owner",
+            "remove other collaborators",
+        )
     ok(bob.client.delete("/apps/team/collaborators/bob@example.com"))
     error(bob.client.get("/apps/team"), 404, "not_found")
     assert names(bob) == []

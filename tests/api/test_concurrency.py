@@ -10,9 +10,9 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from api.checks import ok
 from fastapi.testclient import TestClient
 
+from api.checks import ok
 from conftest import ACCEPT, Api
 from dockyard import accounts, apps, releases
 from dockyard.errors import Conflict, DockyardError
@@ -31,7 +31,7 @@ def run_together(count: int, work: Callable[[int], None]) -> list[BaseException]
         try:
             barrier.wait(timeout=30)
             work(index)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+        except BaseException as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]

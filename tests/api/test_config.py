@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 import pytest
-from api.checks import error, ok, unchanged
 
+from api.checks import error, ok, unchanged
 from conftest import Api, ApiUser
 from dockyard.releases import CONFIG_LIMIT
 
@@ -108,7 +108,8 @@ def test_bad_config_changes_are_rejected_whole(
 def test_malformed_config_json_is_400(owner: ApiUser, api_on: Api) -> None:
     with unchanged(api_on.database):
         reply = owner.client.patch(
-            "/apps/web/config-vars", content=b'{"A": "1",}',
+            "/apps/web/config-vars",
+            content=b'{"A": "1",}',
             headers={"Content-Type": "application/json"},
         )
     error(reply, 400, "bad_request", "not valid JSON")
@@ -151,8 +152,13 @@ def test_release_by_id_by_number_and_by_vn(owner: ApiUser) -> None:
     for identity in (second["id"], "2", "v2"):
         assert ok(owner.client.get(f"/apps/web/releases/{identity}")) == second
     for identity in ("3", "v3", "0", "-1", "vv2", "latest", str(uuid.uuid4())):
-        error(owner.client.get(f"/apps/web/releases/{identity}"), 404, "not_found",
-              identity, "dockyard releases")
+        error(
+            owner.client.get(f"/apps/web/releases/{identity}"),
+            404,
+            "not_found",
+            identity,
+            "dockyard releases",
+        )
 
 
 def test_release_config_vars_are_a_snapshot(owner: ApiUser) -> None:
@@ -200,19 +206,39 @@ def test_rollback_takes_a_version_number_as_herokus_schema_allows(owner: ApiUser
 def test_rollback_failures_change_nothing(owner: ApiUser, api_on: Api) -> None:
     ok(owner.client.patch("/apps/web/config-vars", json={"A": "1"}))
     with unchanged(api_on.database):
-        error(owner.client.post("/apps/web/releases", json={"release": "v9"}), 404, "not_found",
-              "v9")
-        error(owner.client.post("/apps/web/releases", json={"release": str(uuid.uuid4())}),
-              404, "not_found")
+        error(
+            owner.client.post("/apps/web/releases", json={"release": "v9"}), 404, "not_found", "v9"
+        )
+        error(
+            owner.client.post("/apps/web/releases", json={"release": str(uuid.uuid4())}),
+            404,
+            "not_found",
+        )
         error(owner.client.post("/apps/web/releases", json={}), 422, "invalid_params", "release")
-        error(owner.client.post("/apps/web/releases", json={"release": "1", "slug": "x"}), 422,
-              "invalid_params", "unknown field 'slug'")
-        error(owner.client.post("/apps/web/releases", json={"release": None}), 422,
-              "invalid_params", "release")
-        error(owner.client.post("/apps/web/releases", json={"release": True}), 422,
-              "invalid_params", "release")
-        error(owner.client.post("/apps/missing/releases", json={"release": "1"}), 404,
-              "not_found", "missing")
+        error(
+            owner.client.post("/apps/web/releases", json={"release": "1", "slug": "x"}),
+            422,
+            "invalid_params",
+            "unknown field 'slug'",
+        )
+        error(
+            owner.client.post("/apps/web/releases", json={"release": None}),
+            422,
+            "invalid_params",
+            "release",
+        )
+        error(
+            owner.client.post("/apps/web/releases", json={"release": True}),
+            422,
+            "invalid_params",
+            "release",
+        )
+        error(
+            owner.client.post("/apps/missing/releases", json={"release": "1"}),
+            404,
+            "not_found",
+            "missing",
+        )
 
 
 def test_collaborator_sees_releases_and_may_roll_back(api_on: Api, owner: ApiUser) -> None:
@@ -222,3 +248,12 @@ def test_collaborator_sees_releases_and_may_roll_back(api_on: Api, owner: ApiUse
     assert [r["version"] for r in releases(bob)] == [1, 2]
     back = ok(bob.client.post("/apps/web/releases", json={"release": "1"}), 201)
     assert back["user"]["email"] == "bob@example.com"
+
+
+def test_another_apps_release_is_not_found_here(owner: ApiUser, api_on: Api) -> None:
+    ok(owner.client.post("/apps", json={"name": "other"}), 201)
+    foreign = releases(owner, "other")[0]["id"]
+    with unchanged(api_on.database):
+        error(owner.client.get(f"/apps/web/releases/{foreign}"), 404, "not_found")
+        error(owner.client.get(f"/apps/web/releases/{foreign}/config-vars"), 404, "not_found")
+        error(owner.client.post("/apps/web/releases", json={"release": foreign}), 404, "not_found")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from api.checks import error, ok, unchanged
 
+from api.checks import error, ok, unchanged
 from conftest import Api, ApiUser
 
 
@@ -121,11 +121,20 @@ def test_a_bad_range_is_400_saying_what_works(owner: ApiUser, api: Api, header: 
 
 
 @pytest.mark.parametrize(
-    "path", ["/apps", "/users/~/apps", "/account/keys", "/oauth/authorizations",
-             "/apps/paged/collaborators"]
+    "path",
+    [
+        "/apps",
+        "/users/~/apps",
+        "/account/keys",
+        "/oauth/authorizations",
+        "/apps/paged/collaborators",
+    ],
 )
 def test_every_listing_understands_range(owner: ApiUser, path: str) -> None:
-    field = {"/account/keys": "id", "/oauth/authorizations": "id",
-             "/apps/paged/collaborators": "id"}.get(path, "name")
+    field = {
+        "/account/keys": "id",
+        "/oauth/authorizations": "id",
+        "/apps/paged/collaborators": "id",
+    }.get(path, "name")
     assert owner.client.get(path, headers={"Range": f"{field} ..; max=1"}).status_code in (200, 206)
     error(owner.client.get(path, headers={"Range": "nonsense ..; max=1"}), 400, "bad_request")

@@ -1,4 +1,4 @@
-"""Fixtures of the CLI tests: one real server, users logged in through ``dockyard login``."""
+"""Fixtures of the CLI tests: one real server for all of them, and users made on it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.runner import Cli, Users, app_name
-from conftest import Server, start_server, stop_server
+from cli.runner import Cli, Users
+from conftest import Server, free_port, start_server, stop_server
 from dockyard.settings import Settings
 from dockyard.store import Database
 
@@ -16,7 +16,11 @@ from dockyard.store import Database
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for all CLI tests; each test makes its own users and apps."""
-    running = start_server(tmp_path_factory.mktemp("cli-server") / "data")
+    # The SSH receiver gets a free port too, so that other servers on this host do not clash.
+    running = start_server(
+        tmp_path_factory.mktemp("cli-server") / "data",
+        {"DOCKYARD_SSH_PORT": str(free_port())},
+    )
     yield running
     stop_server(running)
 
@@ -42,6 +46,4 @@ def alice(users: Users) -> Cli:
 @pytest.fixture
 def app(alice: Cli) -> str:
     """An app of alice's, made without a git remote."""
-    name = app_name()
-    alice.run("apps:create", name)
-    return name
+    return alice.create_app()

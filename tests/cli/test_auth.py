@@ -34,30 +34,35 @@ def test_login_with_token_writes_netrc_and_config(users: Users) -> None:
     assert config == {"api_url": bob.server.url}
 
 
+def logged_in(users: Users) -> Cli:
+    """A user logged in by `dockyard login`, with no token in the environment."""
+    cli = users.new(logged_in=False)
+    cli.run("login", "--token", cli.token)
+    return cli
+
+
 def test_login_replaces_the_old_entry(users: Users) -> None:
-    bob = users.new()
+    bob = logged_in(users)
     bob.run("login", "--token", bob.token)
-    assert bob.out("auth:token").strip() == bob.token
     assert (bob.home / ".netrc").read_text().count(f"machine {host(bob)}") == 1
 
 
-def test_saved_login_is_used_without_environment(users: Users) -> None:
-    bob = users.new()
-    without_url = {k: v for k, v in bob.env.items() if k != "DOCKYARD_API_URL"}
-    bob.env = without_url
+def test_saved_login_is_used(users: Users) -> None:
+    bob = logged_in(users)
+    del bob.env["DOCKYARD_API_URL"]  # the URL comes from ~/.config/dockyard too
     assert bob.out("auth:whoami") == f"{bob.email}\n"
     assert bob.out("auth:token") == f"{bob.token}\n"
 
 
 def test_login_prompts_for_email_and_token(users: Users) -> None:
-    bob = users.new(login=False)
+    bob = users.new(logged_in=False)
     result = bob.run("login", input=f"{bob.email}\n{bob.token}\n")
     assert f"Logged in as {bob.email}" in result.stderr
     assert bob.out("auth:whoami") == f"{bob.email}\n"
 
 
 def test_login_refuses_a_token_of_someone_else(users: Users) -> None:
-    bob = users.new(login=False)
+    bob = users.new(logged_in=False)
     error = bob.fails("login", input=f"carol@example.com\n{bob.token}\n")
     assert f"that token belongs to {bob.email}, not carol@example.com" in error
     assert not (bob.home / ".netrc").exists()
@@ -77,13 +82,8 @@ def test_login_to_an_unreachable_server(users: Users) -> None:
     assert f"cannot reach the Dockyard API at {url}:" in error
 
 
-def test_whoami_and_token(alice: Cli) -> None:
-    assert alice.out("auth:whoami") == f"{alice.email}\n"
-    assert alice.out("auth:token") == f"{alice.token}\n"
-
-
 def test_api_key_in_the_environment_wins(users: Users) -> None:
-    alice, bob = users.new(), users.new(login=False)
+    alice, bob = logged_in(users), users.new(logged_in=False)
     env = {"DOCKYARD_API_KEY": bob.token}
     assert alice.run("auth:whoami", env=env).stdout == f"{bob.email}\n"
     assert alice.run("auth:token", env=env).stdout == f"{bob.token}\n"
@@ -94,7 +94,8 @@ def test_wrong_token_shows_the_servers_message(alice: Cli) -> None:
     assert "invalid credentials: the API token is wrong or was revoked" in error
 
 
-def test_logout_removes_only_its_entry(alice: Cli) -> None:
+def test_logout_removes_only_its_entry(users: Users) -> None:
+    alice = logged_in(users)
     netrc = alice.home / ".netrc"
     netrc.write_text(netrc.read_text() + "machine other.example.com login x password y\n")
 

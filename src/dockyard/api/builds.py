@@ -24,7 +24,7 @@ from dockyard.builds import BuildService
 from dockyard.errors import BadRequest, InvalidParams, NotFound, PayloadTooLarge
 from dockyard.receive.http import MAX_SOURCE_BYTES, receive_file
 from dockyard.signing import Signer
-from dockyard.store import Build
+from dockyard.store import Build, Slug
 
 router = APIRouter()
 SOURCE_TTL = 3600
@@ -193,6 +193,31 @@ async def _fetch_source(caller: Caller, url: str, service: BuildService) -> Path
         target.unlink(missing_ok=True)
         raise
     return target
+
+
+@router.get("/apps/{app}/slugs/{slug}", summary="One slug: its checksum, size and process types")
+def get_slug(caller: Authenticated, app: str, slug: str) -> Json:
+    with caller.transaction() as (session, user):
+        found = apps.find(session, user, app)
+        try:
+            slug_id = uuid.UUID(slug)
+        except ValueError:
+            slug_id = None
+        row = session.get(Slug, slug_id) if slug_id else None
+        if row is None or row.app_id != found.id:
+            raise NotFound(f"Couldn't find slug {slug} of {found.name}")
+        return {
+            "id": str(row.id),
+            "blob": None,
+            "checksum": row.checksum,
+            "size": row.size,
+            "process_types": row.process_types,
+            "commit": row.commit,
+            "commit_description": row.commit_description,
+            "buildpack_provided_description": row.buildpack_provided_description,
+            "stack": {"id": row.stack, "name": row.stack},
+            **shapes.times(row),
+        }
 
 
 @router.post(

@@ -35,7 +35,8 @@ class Range:
 
     def header(self) -> str:
         order = "desc" if self.descending else "asc"
-        return f"{self.field} {']' if self.exclusive else ''}{self.start}..{self.end}; max={self.max}, order={order}"
+        start = f"]{self.start}" if self.exclusive else self.start
+        return f"{self.field} {start}..{self.end}; max={self.max}, order={order}"
 
 
 def parse(header: str | None, fields: Sequence[str]) -> Range:

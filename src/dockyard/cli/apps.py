@@ -38,13 +38,15 @@ def apps_list(as_json: bool) -> None:
         if as_json:
             output.json(found)
             return
+        if not found:
+            output.message("You have no apps.")
+            return
         account = client.get("/account")
     email = str(account.get("email", ""))
-    mine = [a for a in found if (a.get("owner") or {}).get("email") == email]
-    others = [a for a in found if a not in mine]
-    if not found:
-        output.message("You have no apps.")
-        return
+    mine: list[Json] = []
+    others: list[Json] = []
+    for app in found:
+        (mine if (app.get("owner") or {}).get("email") == email else others).append(app)
     if mine:
         output.header(f"{email} Apps")
         for app in mine:

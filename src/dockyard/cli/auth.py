@@ -62,6 +62,8 @@ def logout() -> None:
     url = credentials.api_url()
     with output.action("Logging out"):
         credentials.remove_netrc(api_host(url))
+    if os.environ.get("DOCKYARD_API_KEY"):
+        output.warn("DOCKYARD_API_KEY is still set: commands keep using its token")
 
 
 @click.command("auth:token")

@@ -98,7 +98,7 @@ def config_set(app: str, pairs: tuple[str, ...]) -> None:
     \b
     Examples:
       dockyard config:set RAILS_ENV=production -a my-app
-      dockyard config:set 'GREETING=hello world' DATABASE_URL=postgres://u:p@db/x?a=b
+      dockyard config:set 'GREETING=hello world' 'DATABASE_URL=postgres://u:p@db/x?a=b'
     """
     values = _assignments(pairs)
     with connect() as client:

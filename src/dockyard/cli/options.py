@@ -49,7 +49,10 @@ def app_options(command: Callable[..., None]) -> Callable[..., None]:
         command(*args, app=resolve_app(app, remote), **kwargs)
 
     with_remote = click.option(
-        "-r", "--remote", metavar="REMOTE", help="Git remote of the app to use."
+        "-r",
+        "--remote",
+        metavar="REMOTE",
+        help=f"Git remote of the app to use; without -a or -r, the {DEFAULT_REMOTE!r} remote.",
     )(resolved)
     return click.option("-a", "--app", metavar="APP", help="App to run the command against.")(
         with_remote

@@ -16,17 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from dockyard.cli.errors import POINTER
 
 _WIDE = 100_000
-
-
-def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=True)
 
 
 def hexagon(app: str) -> str:
@@ -52,8 +45,7 @@ def line(text: str = "") -> None:
 
 
 def header(text: str) -> None:
-    console = _stdout()
-    console.print(Text(f"=== {text}", style="bold"))
+    click.secho(f"=== {text}", bold=True)  # click drops the style when stdout is not a terminal
 
 
 def json(value: Any) -> None:
@@ -78,6 +70,11 @@ def action(text: str) -> Iterator[list[str]]:
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str] | None = None) -> None:
     """Rows in aligned columns; never wrapped or cut when stdout is not a terminal."""
+    # rich is imported here, not at the top: most commands print no table.
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     grid = Table(
         box=None,
         show_header=headers is not None,
@@ -89,7 +86,7 @@ def table(rows: Sequence[Sequence[str]], headers: Sequence[str] | None = None) -
         grid.add_column(title, overflow="fold")
     for row in rows:
         grid.add_row(*(Text(cell) for cell in row))
-    console = _stdout()
+    console = Console(highlight=False, soft_wrap=True)
     if console.is_terminal:
         console.print(grid)
         return

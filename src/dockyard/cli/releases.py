@@ -6,7 +6,7 @@ import click
 
 from dockyard.cli import output
 from dockyard.cli.client import Client, Json, connect, segment
-from dockyard.cli.config import latest_version, show_config
+from dockyard.cli.config import show_config
 from dockyard.cli.errors import ClientError
 from dockyard.cli.options import app_options, json_option
 
@@ -132,8 +132,8 @@ def rollback(app: str, release: str | None) -> None:
         else:
             target = _version(release)
         with output.action(f"Rolling back {output.hexagon(app)} to v{target}") as done:
-            client.post(f"/apps/{segment(app)}/releases", {"release": target})
-            done.append(latest_version(client, app))
+            made = client.post(f"/apps/{segment(app)}/releases", {"release": target})
+            done.append(f"v{made['version']}")
     output.warn("Rollback affects code and config vars; it doesn't add or remove add-ons.")
 
 

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="All local state. Default /var/lib/dockyard as root, else ~/.local/share/dockyard.",
+        description="All local state. "
+        "Default /var/lib/dockyard as root, else ~/.local/share/dockyard.",
     )
     database_url: str = Field(
         default="",
