@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dockyard import releases
@@ -21,7 +21,8 @@ from dockyard.store import App, Collaborator, User
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
 STACK = "dockyard-24"
 REGION = "local"
-UID_BASE = 70000  # each app's builds and dynos run as Unix user UID_BASE + n
+UID_BASE = 1_000_000  # each app's builds and dynos run as its own Unix uid, from this range
+UID_RANGE = 1 << 30
 _ADJECTIVES = (
     "amber", "brave", "calm", "crisp", "dusty", "eager", "fancy", "gentle", "hidden",
     "icy", "jolly", "keen", "lively", "misty", "noble", "polar", "quiet", "rapid",
@@ -61,7 +62,9 @@ def create(session: Session, owner: User, name: str | None) -> App:
     name = check_name(name) if name is not None else random_name(session)
     if session.scalar(select(App.id).where(App.name == name)) is not None:
         raise InvalidParams(f"Name {name} is already taken; choose another")
-    uid = (session.scalar(select(func.max(App.uid))) or UID_BASE - 1) + 1
+    # A random uid from a wide range: concurrent creates never race for "the next" one,
+    # and the unique constraint catches the (one in ~10^9) collision.
+    uid = UID_BASE + secrets.randbelow(UID_RANGE)
     app = App(name=name, owner=owner, owner_id=owner.id, stack=STACK, region=REGION, uid=uid)
     session.add(app)
     session.flush()

@@ -132,6 +132,20 @@ def test_keys_add_list_get_delete(api: Api, tmp_path: Path) -> None:
     error(alice.client.delete(f"/account/keys/{added['id']}"), 404, "not_found", "dockyard keys")
 
 
+def test_keys_can_be_found_and_removed_by_fingerprint(api: Api, tmp_path: Path) -> None:
+    alice = api.user("alice@example.com")
+    # Fingerprints are base64 and often hold a "/"; make sure this one does.
+    for attempt in range(50):
+        line, fingerprint = ssh_keygen(tmp_path, f"alice@host{attempt}")
+        if "/" in fingerprint:
+            break
+    assert "/" in fingerprint
+    added = ok(alice.client.post("/account/keys", json={"public_key": line}), 201)
+    assert ok(alice.client.get(f"/account/keys/{fingerprint}"))["id"] == added["id"]
+    assert ok(alice.client.delete(f"/account/keys/{fingerprint}"))["id"] == added["id"]
+    assert ok(alice.client.get("/account/keys")) == []
+
+
 def test_keys_can_be_removed_by_comment(api: Api, tmp_path: Path) -> None:
     alice = api.user("alice@example.com")
     line, _ = ssh_keygen(tmp_path, "alice@desktop")

@@ -31,7 +31,7 @@ def run_together(count: int, work: Callable[[int], None]) -> list[BaseException]
         try:
             barrier.wait(timeout=30)
             work(index)
-        except BaseException as exc:
+        except BaseException as exc:  # any failure, assertion or not, goes back to the test
             failures.append(exc)
 
     threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]

@@ -87,9 +87,10 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def pusher(server: Server) -> Pusher:
+def pusher(server: Server) -> Iterator[Pusher]:
     token = server.create_user("python@example.com")
-    return Pusher(server, token, api_client(server, token))
+    with api_client(server, token) as client:
+        yield Pusher(server, token, client)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +257,8 @@ def test_unchanged_requirements_reuse_the_cache_without_downloads(
     done = run_in_slug(slug, "/app/.venv/bin/python -c 'import flask, gunicorn'")
     assert done.returncode == 0, done.stderr
 
-    # Changed requirements make a new virtualenv, from pip's download cache.
+    # Changed requirements make a new virtualenv. (pip's download cache is in the build
+    # cache too, but whether it keeps a file depends on PyPI's cache headers.)
     (flask_app.repo / "requirements.txt").write_text("flask==3.1.3\n")
     git("commit", "--quiet", "--all", "--message", "No gunicorn", cwd=flask_app.repo)
     status, lines, _ = pusher.push(flask_app.repo, flask_app.app)
@@ -267,11 +269,10 @@ def test_unchanged_requirements_reuse_the_cache_without_downloads(
             "-----> Restoring cache",
             "       Discarding the cached virtualenv: requirements.txt changed",
             r"^-----> Installing Python 3\.\d+\.\d+",
-            r"^\s+Using cached flask-3\.1\.3-py3-none-any\.whl.*",
+            r"^       Successfully installed .*flask-3\.1\.3.*",
             f"       Released v{before + 2}",
         ],
     )
-    assert not [line for line in lines if "Downloading" in line], lines
     slug = pusher.unpack_slug(pusher.current(flask_app.app), tmp_path / "slug2")
     assert not (slug / ".venv/bin/gunicorn").exists()
 
@@ -381,6 +382,8 @@ def test_python_version_files_pick_the_interpreter(pusher: Pusher, tmp_path: Pat
         else [r"^       Using the cached virtualenv \(Python [\d.]+; uv\.lock, pyproject\.toml .*"]
     )
     in_order(lines, [f"-----> Using Python {oldest} specified in runtime.txt", *cache])
+    # uv's download cache lives in the build cache: six is not fetched again.
+    assert not [line for line in lines if re.search(r"Prepared|Downloading", line)], lines
     slug = pusher.unpack_slug(pusher.current(app), tmp_path / "slug2")
     done = run_in_slug(
         slug, "/app/.venv/bin/python -c 'import six, platform; print(platform.python_version())'"

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard import __version__
@@ -82,7 +83,8 @@ class Edge:
         if scope["method"] in ("POST", "PUT", "PATCH") and "json" not in headers.get(
             "content-type", ""
         ):
-            # The API speaks only JSON; a body sent as anything else (curl's default) is read as JSON.
+            # The API speaks only JSON; a body sent as anything else (curl's default) is read
+            # as JSON.
             scope = {
                 **scope,
                 "headers": [
@@ -153,7 +155,7 @@ def _replay(body: bytes) -> Receive:
 
 
 def _streams(path: str) -> bool:
-    """git, push and upload endpoints take bodies of any type and size; their handlers bound them."""
+    """git, push and upload endpoints take bodies of any type and size; handlers bound them."""
     return ".git/" in path or path.startswith(("/internal/", "/sources/"))
 
 
@@ -244,5 +246,8 @@ def create_api(settings: Settings, database: Database) -> FastAPI:
     api.include_router(releases.router)
     api.include_router(builds.router)
     api.include_router(receive_http.router)
+    api.router.routes.append(
+        Route("/{app}.git/{rest:path}", receive_http.GitBackend(), methods=["GET", "POST"])
+    )
     api.add_middleware(Edge)
     return api

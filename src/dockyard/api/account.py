@@ -49,13 +49,13 @@ def add_key(caller: Authenticated, body: KeyBody) -> Json:
         return shapes.key(accounts.add_key(session, user, body.public_key))
 
 
-@router.get("/account/keys/{key}", summary="One SSH key by id or fingerprint")
+@router.get("/account/keys/{key:path}", summary="One SSH key by id or fingerprint")
 def get_key(caller: Authenticated, key: str) -> Json:
     with caller.transaction() as (session, user):
         return shapes.key(accounts.get_key(session, user, key))
 
 
-@router.delete("/account/keys/{key}", summary="Remove an SSH key")
+@router.delete("/account/keys/{key:path}", summary="Remove an SSH key")
 def delete_key(caller: Authenticated, key: str) -> Json:
     with caller.transaction() as (session, user):
         found = accounts.get_key(session, user, key)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from dockyard import accounts, apps
 from dockyard.api.context import token_from
@@ -40,25 +42,43 @@ def _challenge(message: str) -> Response:
     )
 
 
-@router.get("/{app}.git/info/refs")
-async def info_refs(request: Request, app: str) -> Response:
-    service = request.query_params.get("service", "")
-    if service not in SERVICES:
-        return PlainTextResponse("only git's smart HTTP protocol is served\n", status_code=403)
-    return await _serve(request, app, "info/refs", service)
+class GitBackend:
+    """The ASGI app behind ``/<app>.git/...``.
+
+    A raw ASGI app rather than a route returning a streaming response: it alone reads
+    the request body (the pack), which must reach ``git http-backend`` whole, while the
+    response streams back.
+    """
+
+    ROUTES = {
+        ("GET", "info/refs"): None,
+        ("POST", "git-upload-pack"): "git-upload-pack",
+        ("POST", "git-receive-pack"): "git-receive-pack",
+    }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        rest = scope["path_params"]["rest"]
+        if (request.method, rest) not in self.ROUTES:
+            await PlainTextResponse("only git's smart HTTP protocol is served\n", 403)(
+                scope, receive, send
+            )
+            return
+        service = self.ROUTES[(request.method, rest)] or request.query_params.get("service", "")
+        if service not in SERVICES:
+            await PlainTextResponse("only git's smart HTTP protocol is served\n", 403)(
+                scope, receive, send
+            )
+            return
+        prepared = await asyncio.to_thread(_prepare, request, scope["path_params"]["app"])
+        if isinstance(prepared, Response):
+            await prepared(scope, receive, send)
+            return
+        await _serve(request, send, prepared, rest, service)
 
 
-@router.post("/{app}.git/git-upload-pack")
-async def upload_pack(request: Request, app: str) -> Response:
-    return await _serve(request, app, "git-upload-pack", "git-upload-pack")
-
-
-@router.post("/{app}.git/git-receive-pack")
-async def receive_pack(request: Request, app: str) -> Response:
-    return await _serve(request, app, "git-receive-pack", "git-receive-pack")
-
-
-async def _serve(request: Request, app_name: str, rest: str, service: str) -> Response:
+def _prepare(request: Request, app_name: str) -> Response | tuple[Ticket, str]:
+    """Who is pushing or fetching, and the repository; or the reply that refuses them."""
     database: Database = request.app.state.database
     repos: Repositories = request.app.state.repos
     token = token_from(request.headers.get("authorization", ""))
@@ -74,7 +94,16 @@ async def _serve(request: Request, app_name: str, rest: str, service: str) -> Re
         return _challenge(exc.message)
     except NotFound:
         return PlainTextResponse(f"Couldn't find that app: {app_name}\n", status_code=404)
-    repo = await asyncio.to_thread(repos.ensure, ticket.app_id)
+    repos.ensure(ticket.app_id)
+    return ticket, email
+
+
+async def _serve(
+    request: Request, send: Send, prepared: tuple[Ticket, str], rest: str, service: str
+) -> None:
+    repos: Repositories = request.app.state.repos
+    ticket, email = prepared
+    repo = ticket.repo
     push_token = repos.issue(ticket) if service == "git-receive-pack" else None
     env = repos.environment(push_token or "", ticket)
     env.update(
@@ -108,7 +137,7 @@ async def _serve(request: Request, app_name: str, rest: str, service: str) -> Re
             async for chunk in request.stream():
                 stdin.write(chunk)
                 await stdin.drain()
-        except (ConnectionError, OSError):
+        except (ClientDisconnect, ConnectionError, OSError):
             pass
         finally:
             with contextlib.suppress(ConnectionError, OSError):
@@ -120,32 +149,30 @@ async def _serve(request: Request, app_name: str, rest: str, service: str) -> Re
 
     feeder = asyncio.create_task(feed())
     errors = asyncio.create_task(drain_errors())
-    status, headers = 200, {}
-    while True:
-        line = await stdout.readline()
-        if line in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        if name.lower() == "status":
-            status = int(value.strip().split()[0])
-        else:
-            headers[name.strip()] = value.strip()
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            while chunk := await stdout.read(64 * 1024):
-                yield chunk
-        finally:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-            await process.wait()
-            feeder.cancel()
-            await errors
-            if push_token:
-                repos.revoke(push_token)
-
-    return StreamingResponse(body(), status_code=status, headers=headers)
+    try:
+        status, headers = 200, []
+        while True:
+            line = await stdout.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "status":
+                status = int(value.strip().split()[0])
+            else:
+                headers.append((name.strip().lower().encode(), value.strip().encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        while chunk := await stdout.read(64 * 1024):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        await process.wait()
+        feeder.cancel()
+        await asyncio.gather(feeder, errors, return_exceptions=True)
+        if push_token:
+            repos.revoke(push_token)
 
 
 @router.post("/internal/pushes/{token}")

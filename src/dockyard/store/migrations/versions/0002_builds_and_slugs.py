@@ -15,7 +15,7 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UID_BASE = 70000
+UID_BASE = 1_000_000
 
 
 def upgrade() -> None:
