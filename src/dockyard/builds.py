@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -28,6 +28,7 @@ from dockyard.settings import Settings
 from dockyard.store import App, Build, Database, Slug, User
 
 log = logging.getLogger("dockyard.builds")
+T = TypeVar("T")
 Emit = Callable[[str], Awaitable[None]]
 
 
@@ -67,13 +68,19 @@ class BuildService:
         self.incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._live: dict[uuid.UUID, Output] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
-    def background(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` (an API build) on its own; it is kept until it ends."""
+    def background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``work`` (a build) on its own; it is kept until it ends."""
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def succeeded(self, build_id: uuid.UUID) -> bool:
+        with self.database.transaction() as session:
+            build = session.get(Build, build_id)
+            return build is not None and build.status == "succeeded"
 
     def store_source(self, source_id: str, path: Path) -> None:
         self.blobs.put(f"sources/{source_id}.tar", path)
@@ -127,11 +134,13 @@ class BuildService:
         source: Path,
         *,
         before: Callable[[], Awaitable[None]] | None = None,
+        after: Callable[[], Awaitable[None]] | None = None,
     ) -> bool:
         """Run a recorded build to its end; return whether it succeeded.
 
         ``before`` runs once the app's build lock is held (a git push checks there that
-        its branch did not move while it waited).
+        its branch did not move while it waited); ``after`` runs before the lock is let go
+        (a git push waits there for git to update its branch).
         """
         output = self._live[build_id]
         try:
@@ -151,9 +160,12 @@ class BuildService:
                     await before()
                 result = await self._build(build_id, source, output.add)
                 version = await asyncio.to_thread(self._release, build_id, result)
-            await output.add("-----> Launching...")
-            await output.add(f"       Released v{version}")
-            await output.add(f"       {self._web_url(app_name)} deployed to Dockyard")
+                await output.add("-----> Launching...")
+                await output.add(f"       Released v{version}")
+                await output.add(f"       {self._web_url(app_name)} deployed to Dockyard")
+                await output.close()
+                if after is not None:
+                    await after()
             return True
         except (BuildFailed, SlugTooLarge, DockyardError) as exc:
             await self._fail(build_id, output, exc.message)

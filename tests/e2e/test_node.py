@@ -74,7 +74,8 @@ class Node:
         finally:
             database.dispose()
         path = self.server.data_dir / "blobs" / blob
-        assert path.name.endswith(".tgz") and path.is_file(), path
+        assert path.name.endswith(".tgz"), path
+        assert path.is_file(), path
         return path, types
 
 
@@ -91,7 +92,7 @@ def in_order(lines: list[str], expected: list[str]) -> None:
     for want in expected:
         for index in range(at, len(lines)):
             line = lines[index]
-            if (re.fullmatch(want, line) if want.startswith("^") else line == want):
+            if re.fullmatch(want, line) if want.startswith("^") else line == want:
                 at = index + 1
                 break
         else:
@@ -172,7 +173,9 @@ def test_express_app_builds_like_heroku(node: Node, express: Deployed) -> None:
             "       Released v2",
         ],
     )
-    assert not any("Using node_modules from the build cache" in line for line in express.first.lines)
+    assert not any(
+        "Using node_modules from the build cache" in line for line in express.first.lines
+    )
 
     (build,) = node.builds(express.name)
     assert build["status"] == "succeeded"
@@ -187,9 +190,12 @@ def test_express_app_builds_like_heroku(node: Node, express: Deployed) -> None:
     files = members(blob)
     assert "node_modules/express/package.json" in files
     assert "node_modules/accepts/package.json" in files, "express's own dependencies are kept"
-    assert not any(name.startswith("node_modules/kleur") for name in files), "devDependencies are pruned"
+    assert not any(name.startswith("node_modules/kleur") for name in files), (
+        "devDependencies are pruned"
+    )
     info = json.loads(read_member(blob, "build/info.json"))
-    assert info["node"].startswith("v20.") and info["env"] == "production"
+    assert info["node"].startswith("v20.")
+    assert info["env"] == "production"
     profile = read_member(blob, ".profile.d/nodejs.sh")
     assert 'export PATH="/app/node_modules/.bin:$PATH"' in profile
     assert "NODE_ENV=${NODE_ENV:-production}" in profile
@@ -286,8 +292,11 @@ def test_lockfile_picks_the_package_manager(node: Node, tmp_path: Path, tool: st
     assert process_types == {"web": "npm start"}
     files = members(blob)
     assert any(name.startswith("node_modules/ms") for name in files), sorted(files)[:20]
-    assert not any(name.startswith("node_modules/kleur") for name in files), "devDependencies are pruned"
-    assert "package.json" in files and lockfile in files
+    assert not any(name.startswith("node_modules/kleur") for name in files), (
+        "devDependencies are pruned"
+    )
+    assert "package.json" in files
+    assert lockfile in files
     assert json.loads(read_member(blob, "package.json")).get("packageManager") is None, (
         "corepack does not rewrite package.json"
     )

@@ -195,7 +195,11 @@ def internal_url(settings: Settings) -> str:
 
 
 def build_limits(settings: Settings) -> Limits:
-    return Limits(timeout=settings.build_timeout, slug_bytes=settings.slug_limit_mb * 1024 * 1024)
+    return Limits(
+        timeout=settings.build_timeout,
+        slug_bytes=settings.slug_limit_mb * 1024 * 1024,
+        disk_bytes=settings.build_disk_limit_mb * 1024 * 1024,
+    )
 
 
 def create_api(settings: Settings, database: Database) -> FastAPI:

@@ -42,6 +42,7 @@ class Limits:
     timeout: float = 15 * 60
     slug_bytes: int = 500 * 1024 * 1024
     source_bytes: int = 1024 * 1024 * 1024
+    disk_bytes: int = 4 * 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,17 @@ class Builder:
                 )
             return left
 
+        def disk_guard() -> str | None:
+            used = disk_usage(app_dir) + disk_usage(cache_dir)
+            if used > self.limits.disk_bytes:
+                return (
+                    f"the build used {slug.human_size(used)} of disk in /app and /cache, over "
+                    f"its limit of {slug.human_size(self.limits.disk_bytes)}, and was stopped"
+                )
+            return None
+
         runner = _Runner(identity, app_dir, cache_dir, env_dir, copies, job, remaining, emit)
+        runner.guard = disk_guard
         await emit(f"-----> Building on the {job.stack} stack")
         if packs:
             names = []
@@ -233,6 +244,7 @@ class _Runner:
         self.identity = identity
         self.copies = copies
         self.installed: dict[int, Buildpack] = {}
+        self.guard: Callable[[], str | None] | None = None
         self.remaining = remaining
         self.emit = emit
         self.mounts = [
@@ -270,7 +282,10 @@ class _Runner:
                 identity=self.identity,
                 emit=emit,
                 timeout=self.remaining(),
+                guard=self.guard,
             )
+        except sandbox.StepLimit as exc:
+            raise BuildFailed(exc.message) from exc
         except sandbox.StepTimeout as exc:
             raise BuildFailed(
                 f"the build ran over its time limit and was stopped ({exc.message})"
@@ -345,6 +360,11 @@ def unpack(source: Path, target: Path, limit: int) -> None:
             for number, member in enumerate(tar):
                 if number >= MAX_SOURCE_FILES:
                     raise BuildFailed(f"the source holds over {MAX_SOURCE_FILES} files")
+                if member.name.startswith("/"):
+                    raise BuildFailed(
+                        f"the source holds {member.name!r}, which points outside the app "
+                        "(an absolute path); archive paths relative to the app's root"
+                    )
                 total += max(member.size, 0)
                 if total > limit:
                     raise BuildFailed(f"the source is over {slug.human_size(limit)} unpacked")
@@ -383,6 +403,23 @@ def _read_procfile(app_dir: Path) -> dict[str, str] | None:
         raise BuildFailed(exc.message) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise BuildFailed(f"the Procfile could not be read: {exc}") from exc
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes of disk the files under ``root`` take (not following links)."""
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    info = entry.stat(follow_symlinks=False)
+                    total += info.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+        except OSError:
+            continue
+    return total
 
 
 def _chown_tree(root: Path, identity: Identity) -> None:

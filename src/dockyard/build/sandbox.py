@@ -23,6 +23,7 @@ from dockyard.errors import DockyardError
 Emit = Callable[[str], Awaitable[None]]
 # Top-level directories every sandbox has; mount points under them need no parents made.
 _PROVIDED = ("usr", "etc", "proc", "dev", "tmp", "run")
+TMP_BYTES = 1024 * 1024 * 1024
 PATH = "/app/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -32,6 +33,13 @@ class SandboxError(DockyardError):
 
 class StepTimeout(DockyardError):
     """A step ran past its time limit and was killed."""
+
+
+class StepLimit(DockyardError):
+    """A step went over a resource limit (such as disk) and was killed."""
+
+
+GUARD_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,10 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(host), f"/{top}"]
         elif host.is_dir():
             argv += ["--ro-bind", str(host), f"/{top}"]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    # A private /tmp in memory, writable by the step's user and bounded in size.
+    argv += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]  # noqa: S108
+    argv += ["--perms", "0755", "--size", str(1024 * 1024), "--tmpfs", "/run"]
     # bwrap makes missing parents of a mount point (/root, /opt) mode 0700 as root, which the
     # dropped user could not pass through; make them world-searchable first.
     made: set[str] = set()
@@ -119,11 +130,13 @@ async def run(
     emit: Emit,
     timeout: float,
     cwd: str = "/app",
+    guard: Callable[[], str | None] | None = None,
 ) -> int:
     """Run ``command`` in the sandbox, passing each output line to ``emit``; return its status.
 
     Raises :class:`StepTimeout` (after killing every process of the step) when it runs
-    longer than ``timeout`` seconds.
+    longer than ``timeout`` seconds, and :class:`StepLimit` when ``guard``, asked every
+    couple of seconds, names a limit the step went over.
     """
     drop = os.geteuid() == 0 and identity.uid != 0
     argv = bwrap_argv(
@@ -146,9 +159,23 @@ async def run(
         while line := await process.stdout.readline():
             await emit(line.decode("utf-8", "replace").rstrip("\r\n"))
 
+    async def watch() -> str:
+        while True:
+            await asyncio.sleep(GUARD_INTERVAL)
+            if guard is not None and (problem := await asyncio.to_thread(guard)):
+                return problem
+
+    watcher = asyncio.create_task(watch())
     try:
         async with asyncio.timeout(timeout):
-            await pump()
+            pumping = asyncio.create_task(pump())
+            await asyncio.wait({pumping, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if watcher.done():
+                pumping.cancel()
+                _kill_group(process.pid)
+                await process.wait()
+                raise StepLimit(watcher.result())
+            await pumping
             return await process.wait()
     except TimeoutError as exc:
         _kill_group(process.pid)
@@ -158,6 +185,8 @@ async def run(
         _kill_group(process.pid)
         await process.wait()
         raise
+    finally:
+        watcher.cancel()
 
 
 def _kill_group(pid: int) -> None:

@@ -9,7 +9,17 @@ from __future__ import annotations
 import click
 
 from dockyard import __version__
-from dockyard.cli import access, admin, apps, auth, config, keys, releases
+from dockyard.cli import (
+    access,
+    admin,
+    apps,
+    auth,
+    buildpacks,
+    builds,
+    config,
+    keys,
+    releases,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,7 +32,7 @@ def cli() -> None:
     """
 
 
-for topic in (auth, apps, config, releases, access, keys):
+for topic in (auth, apps, config, releases, builds, buildpacks, access, keys):
     for command in topic.COMMANDS:
         cli.add_command(command)
 admin.register(cli)

@@ -1,4 +1,4 @@
-"""``apps``, ``apps:create``, ``apps:info``, ``apps:rename``, ``apps:destroy``."""
+"""``apps``, ``apps:create``, ``apps:info``, ``apps:rename``, ``apps:destroy``, ``git:remote``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import click
 
 from dockyard.cli import credentials, git, output
 from dockyard.cli.client import Json, api_host, connect, segment
-from dockyard.cli.errors import ClientError
+from dockyard.cli.errors import ClientError, NoApp
 from dockyard.cli.options import DEFAULT_REMOTE, app_options, json_option, resolve_app
+
+DEFAULT_SSH_PORT = 2222
 
 
 def _urls(app: Json) -> str:
@@ -187,4 +189,71 @@ def apps_destroy(
         output.message(f"Git remote {stale} removed")
 
 
-COMMANDS = (apps_list, apps_create, apps_info, apps_rename, apps_destroy)
+@click.command("git:remote")
+@click.option(
+    "-a",
+    "--app",
+    metavar="APP",
+    help="App to set the remote for. Default: the app the remote already points at.",
+)
+@click.option(
+    "-r",
+    "--remote",
+    default=DEFAULT_REMOTE,
+    show_default=True,
+    metavar="NAME",
+    help="Name of the git remote to add, or to point at the app if it exists.",
+)
+@click.option("--ssh", "use_ssh", is_flag=True, help="Use the app's SSH git URL instead of HTTP.")
+@click.option(
+    "--ssh-port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_SSH_PORT,
+    show_default=True,
+    envvar="DOCKYARD_SSH_PORT",
+    show_envvar=True,
+    metavar="PORT",
+    help="The server's git-over-SSH port (its DOCKYARD_SSH_PORT), for --ssh.",
+)
+def git_remote(app: str | None, remote: str, use_ssh: bool, ssh_port: int) -> None:
+    """Add a git remote for an app to this repository, or point an existing one at it.
+
+    The remote (`dockyard` unless -r says otherwise) gets the app's HTTP git URL, which
+    uses the token `dockyard login` saved in ~/.netrc. With --ssh it gets
+    ssh://git@<API host>:<PORT>/<app>.git instead, which uses an SSH key added with
+    `dockyard keys:add`; the API does not say which port the server's SSH receiver
+    listens on, so give --ssh-port (or set DOCKYARD_SSH_PORT) when it is not 2222.
+
+    Without -a, the app is the one the remote already points at: `dockyard git:remote
+    --ssh` switches the `dockyard` remote of an app to SSH.
+
+    \b
+    Examples:
+      dockyard git:remote -a my-app
+      dockyard git:remote -a my-app -r staging
+      dockyard git:remote --ssh --ssh-port 2022
+    """
+    if not git.in_repository():
+        raise ClientError(
+            "not in a git repository: run this in your app's repository (or `git init` first)"
+        )
+    if app is None:
+        current = git.remotes().get(remote)
+        app = git.app_from_url(current) if current else None
+        if app is None:
+            which = f"git remote {remote!r} " + (
+                f"({current}) does not point at an app" if current else "does not exist"
+            )
+            raise NoApp(f"no app specified and {which}: give one with -a APP")
+    with connect() as client:
+        found = client.get(f"/apps/{segment(app)}")
+    name = str(found["name"])
+    if use_ssh:
+        url = git.ssh_url(api_host(credentials.api_url()), ssh_port, name)
+    else:
+        url = str(found["git_url"])
+    git.set_remote(remote, url)
+    output.message(f"set git remote {remote} to {url}")
+
+
+COMMANDS = (apps_list, apps_create, apps_info, apps_rename, apps_destroy, git_remote)

@@ -110,6 +110,9 @@ class Client:
     def patch(self, path: str, body: Any) -> Any:
         return self._json(self.request("PATCH", path, json=body))
 
+    def put(self, path: str, body: Any) -> Any:
+        return self._json(self.request("PUT", path, json=body))
+
     def delete(self, path: str) -> Any:
         return self._json(self.request("DELETE", path))
 

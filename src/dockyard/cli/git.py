@@ -95,3 +95,9 @@ def with_app(url: str, app: str) -> str:
         return url
     head, _, tail = url.rpartition(old)
     return head + app + tail
+
+
+def ssh_url(host: str, port: int, app: str) -> str:
+    """``ssh://git@HOST:PORT/APP.git``: where the SSH receiver serves ``app``."""
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address
+    return f"ssh://git@{shown}:{port}/{app}.git"

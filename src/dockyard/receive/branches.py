@@ -36,7 +36,7 @@ def choose(updates: list[Update], configured: str | None) -> Update:
     if not updates:
         raise Rejected("nothing was pushed")
     branches = {u.branch for u in updates}
-    deploy = configured or ("main" if "main" in branches else "master")
+    deploy = configured or ("master" if "master" in branches and "main" not in branches else "main")
     chosen = None
     for update in updates:
         if update.branch != deploy:

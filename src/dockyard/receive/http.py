@@ -199,18 +199,30 @@ async def push(request: Request, token: str) -> Response:
                 "waited; fetch, then push again"
             )
 
-    task = asyncio.create_task(builds.run(build_id, source, before=unchanged))
+    async def updated() -> None:
+        await repos.ended(token)
+
+    async def build() -> bool:
+        try:
+            return await builds.run(build_id, source, before=unchanged, after=updated)
+        finally:
+            source.unlink(missing_ok=True)
+
+    task = builds.background(build())
 
     async def lines() -> AsyncIterator[str]:
+        known = False
         try:
             async for line in builds.follow(build_id):
                 yield line + "\n"
-            succeeded = await task
+            # The outcome is known once the output ends; the build's task then waits,
+            # holding the app's build lock, for git to update the branch.
+            succeeded = await asyncio.to_thread(builds.succeeded, build_id)
+            known = True
             yield f"{STATUS_PREFIX}{'ok' if succeeded else 'failed'}\n"
         finally:
-            if not task.done():
-                task.cancel()
-            source.unlink(missing_ok=True)
+            if not known and not task.done():
+                task.cancel()  # the pusher went away mid-build
 
     return StreamingResponse(lines(), media_type="text/plain; charset=utf-8")
 

@@ -7,6 +7,8 @@ nothing inside a repository can change them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import stat
@@ -36,6 +38,7 @@ class Repositories:
     data_dir: Path
     push_base_url: str
     tickets: dict[str, Ticket] = field(default_factory=dict)
+    _ended: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root = self.data_dir / "repos"
@@ -65,12 +68,23 @@ class Repositories:
         return repo
 
     def issue(self, ticket: Ticket) -> str:
+        """A one-time push URL token for one run of git-receive-pack."""
         token = secrets.token_urlsafe(32)
         self.tickets[token] = ticket
+        self._ended[token] = asyncio.Event()
         return token
 
     def revoke(self, token: str) -> None:
+        """The push's git-receive-pack has ended: its ref updates are done (or failed)."""
         self.tickets.pop(token, None)
+        if (ended := self._ended.pop(token, None)) is not None:
+            ended.set()
+
+    async def ended(self, token: str, timeout: float = 120) -> None:
+        """Wait until the push holding ``token`` has ended, so its ref update is visible."""
+        if (event := self._ended.get(token)) is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
 
     def environment(self, token: str, ticket: Ticket) -> dict[str, str]:
         """What git-receive-pack and its hook need: the hooks, limits and the push URL."""

@@ -74,8 +74,12 @@ class Settings(BaseSettings):
         description="Seconds a build may run before it is stopped and the push rejected.",
     )
     slug_limit_mb: int = Field(default=500, description="Largest compressed slug, in MB.")
+    build_disk_limit_mb: int = Field(
+        default=4096,
+        description="Disk a build may fill in /app and /cache, in MB, before it is stopped.",
+    )
 
-    @field_validator("build_timeout", "slug_limit_mb")
+    @field_validator("build_timeout", "slug_limit_mb", "build_disk_limit_mb")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

@@ -89,7 +89,9 @@ def choose_root(app: Path, config: dict[str, object]) -> PurePosixPath:
     if "root" in config:
         root = relative_path(app, config["root"], "root")
         if not (app / root).is_dir() or (app / root).is_symlink():
-            raise SiteError(f'static.json: "root" is {config["root"]!r}, and the app has no such directory')
+            raise SiteError(
+                f'static.json: "root" is {config["root"]!r}, and the app has no such directory'
+            )
         return root
     if (app / "public" / "index.html").is_file() or (
         (app / "public").is_dir() and not (app / "index.html").is_file()
@@ -120,7 +122,9 @@ def error_page(app: Path, root: PurePosixPath, config: dict[str, object]) -> str
 def encoding(config: dict[str, object]) -> str:
     value = config.get("encoding", "utf-8")
     if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_-]{1,40}$", value):
-        raise SiteError(f'static.json: "encoding" must be a charset name such as "utf-8", not {value!r}')
+        raise SiteError(
+            f'static.json: "encoding" must be a charset name such as "utf-8", not {value!r}'
+        )
     return value.lower()
 
 
@@ -139,7 +143,9 @@ def routes(app: Path, root: PurePosixPath, config: dict[str, object]) -> list[tu
             )
         file = relative_path(app, target, f"routes.{pattern}")
         if not (app / root / file).is_file():
-            raise SiteError(f"static.json: route {pattern!r} serves {target!r}, which is not in {root}/")
+            raise SiteError(
+                f"static.json: route {pattern!r} serves {target!r}, which is not in {root}/"
+            )
         found.append((pattern, f"/{file}"))
     return found
 
@@ -168,10 +174,7 @@ def server_block(
     if str(root) == ".":
         lines.append("        location = /static.json { return 404; }")
     for pattern, file in spa_routes:
-        if pattern.endswith("/**"):
-            where = f'"{pattern[:-2]}"'
-        else:
-            where = f'= "{pattern}"'
+        where = f'"{pattern[:-2]}"' if pattern.endswith("/**") else f'= "{pattern}"'
         lines.append(f'        location {where} {{ try_files {tries} "{file}"; }}')
     if not any(pattern == "/**" for pattern, _ in spa_routes):
         lines.append(f"        location / {{ try_files {tries} =404; }}")
@@ -223,7 +226,7 @@ def nginx_version(nginx: str) -> tuple[int, ...]:
 
 
 def start_script(stderr_flag: bool) -> str:
-    flag_arg = ' -e stderr' if stderr_flag else ""
+    flag_arg = " -e stderr" if stderr_flag else ""
     return f"""#!/usr/bin/env bash
 # The static site's web process: nginx in the foreground on $PORT, written by Dockyard's
 # static buildpack. Works wherever the slug is unpacked (/app in a dyno).
@@ -242,7 +245,8 @@ fi
 # nginx's own files go to a private directory: under /tmp, else (when /tmp is not
 # writable) inside the app, which a dyno may write to.
 run=$(mktemp -d "${{TMPDIR:-/tmp}}/nginx.XXXXXX" 2>/dev/null || mktemp -d "$here/run.XXXXXX")
-sed -e "s|@PORT@|$port|g" -e "s|@APP@|$app|g" -e "s|@RUN@|$run|g" "$here/nginx.conf" >"$run/nginx.conf"
+sed -e "s|@PORT@|$port|g" -e "s|@APP@|$app|g" -e "s|@RUN@|$run|g" \\
+    "$here/nginx.conf" >"$run/nginx.conf"
 # nginx opens its access log by path; a dyno's stdout may not be reopenable by path for an
 # unprivileged user, so the log goes through a pipe that cat copies to stdout.
 mkfifo "$run/access.log"
