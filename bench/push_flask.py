@@ -64,6 +64,7 @@ def start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], st
         **os.environ,
         "DOCKYARD_DATA_DIR": str(data_dir),
         "DOCKYARD_API_LISTEN": f"127.0.0.1:{port}",
+        "DOCKYARD_SSH_PORT": str(free_port()),
     }
     with log.open("wb") as output:
         server = subprocess.Popen(
@@ -105,6 +106,13 @@ def main() -> None:
         parser.error("--runs must be at least 1")
 
     scratch = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
+    try:
+        run_all(scratch, args.runs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_all(scratch: Path, runs: int) -> None:
     server, url, env = start_server(scratch / "data", scratch / "server.log")
     try:
         token = subprocess.run(
@@ -126,13 +134,14 @@ def main() -> None:
 
             times: dict[str, list[float]] = {"cold": [], "warm": []}
             for kind in ("cold", "warm"):
-                for run in range(1, args.runs + 1):
+                for run in range(1, runs + 1):
                     if kind == "cold":
                         api.delete("/apps/flask-bench/build-cache").raise_for_status()
                     elapsed, output = push(repo, remote)
                     cached = "Using the cached virtualenv" in output
                     if cached != (kind == "warm"):
-                        raise SystemExit(f"a {kind} push {'used' if cached else 'missed'} the cache")
+                        verb = "used" if cached else "missed"
+                        raise SystemExit(f"a {kind} push {verb} the cache:\n{output}")
                     times[kind].append(elapsed)
                     print(f"{kind} {run}: {elapsed:6.2f}s", flush=True)
     finally:
@@ -142,10 +151,9 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        shutil.rmtree(scratch, ignore_errors=True)
 
     print()
-    print(f"Flask sample, push to release, median of {args.runs} runs each:")
+    print(f"Flask sample, push to release, median of {runs} runs each:")
     for kind, label in (("cold", "cold (empty build cache)"), ("warm", "warm (unchanged deps)")):
         print(f"  {label:26} {statistics.median(times[kind]):6.2f}s")
 

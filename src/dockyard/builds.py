@@ -48,6 +48,10 @@ class Output:
         async with self.changed:
             self.changed.notify_all()
 
+    def more_than(self, count: int) -> Callable[[], bool]:
+        """A condition: the output has ended or holds more than ``count`` lines."""
+        return lambda: self.done or len(self.lines) > count
+
     async def close(self) -> None:
         self.done = True
         async with self.changed:
@@ -188,7 +192,8 @@ class BuildService:
             build = session.get(Build, build_id)
             assert build is not None
             app = session.get(App, build.app_id)
-            assert app is not None and app.uid is not None
+            assert app is not None
+            assert app.uid is not None
             job = Job(
                 build_id=str(build_id),
                 app_id=str(app.id),
@@ -265,7 +270,7 @@ class BuildService:
         sent = 0
         while True:
             async with live.changed:
-                await live.changed.wait_for(lambda: live.done or len(live.lines) > sent)
+                await live.changed.wait_for(live.more_than(sent))
             while sent < len(live.lines):
                 yield live.lines[sent]
                 sent += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,7 +22,6 @@ import pytest
 from conftest import APPS, Server, api_client, free_port, git, git_url, make_repo
 from dockyard.build import sandbox
 from dockyard.build.sandbox import Identity, Mount
-from dockyard.store import Database, Slug
 
 pytestmark = pytest.mark.e2e
 
@@ -61,22 +61,18 @@ class Sites:
         found: list[dict[str, Any]] = self.client.get(f"/apps/{app}/builds").json()
         return found
 
-    def slug(self, slug_id: str) -> tuple[Path, dict[str, str]]:
-        """The slug's blob and its process types, from the state store."""
-        url = self.server.env.get(
-            "DOCKYARD_DATABASE_URL", f"sqlite:///{self.server.data_dir / 'dockyard.db'}"
-        )
-        database = Database(url)
-        try:
-            with database.transaction() as session:
-                slug = session.get(Slug, uuid.UUID(slug_id))
-                assert slug is not None
-                blob, types = slug.blob, dict(slug.process_types)
-        finally:
-            database.dispose()
-        path = self.server.data_dir / "blobs" / blob
+    def slug(self, app: str, slug_id: str) -> dict[str, Any]:
+        """The slug's API record, plus ``path``: its blob, named by its SHA-256."""
+        reply = self.client.get(f"/apps/{app}/slugs/{slug_id}")
+        assert reply.status_code == 200, reply.text
+        slug: dict[str, Any] = reply.json()
+        algorithm, _, digest = slug["checksum"].partition(":")
+        assert algorithm == "SHA256"
+        path = self.server.data_dir / "blobs" / "slugs" / f"{digest}.tgz"
         assert path.is_file(), path
-        return path, types
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        slug["path"] = path
+        return slug
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +164,7 @@ def test_static_site_deploys_and_serves(sites: Sites, tmp_path: Path) -> None:
             "       root: public/",
             "       clean_urls: on",
             "       error_page: 404.html",
+            "       route: /app/** -> index.html",
             "       Wrote .dockyard/static/nginx.conf and .dockyard/static/start "
             "(checked with nginx -t)",
             "-----> Discovering process types",
@@ -185,8 +182,12 @@ def test_static_site_deploys_and_serves(sites: Sites, tmp_path: Path) -> None:
     assert release["description"] == f"Deploy {sha[:7]}"
     assert release["slug"]["id"] == build["slug"]["id"]
 
-    blob, process_types = sites.slug(build["slug"]["id"])
+    slug = sites.slug(app, build["slug"]["id"])
+    process_types = slug["process_types"]
     assert process_types == {"web": ".dockyard/static/start"}
+    assert slug["commit"] == sha
+    assert slug["buildpack_provided_description"] == "Static HTML"
+    blob = slug["path"]
     with tarfile.open(blob) as tar:
         files = {m.name.removeprefix("./"): m for m in tar.getmembers()}
         config = tar.extractfile("./.dockyard/static/nginx.conf")
@@ -214,6 +215,9 @@ def test_static_site_deploys_and_serves(sites: Sites, tmp_path: Path) -> None:
         css = httpx.get(dyno.url + "/css/site.css")
         assert css.status_code == 200
         assert css.headers["content-type"].startswith("text/css")
+        routed = httpx.get(dyno.url + "/app/deep/link")
+        assert routed.status_code == 200, "static.json's routes serve one page for a prefix"
+        assert "Hello from a static site on Dockyard" in routed.text
         missing = httpx.get(dyno.url + "/no/such/page")
         assert missing.status_code == 404
         assert "This page is not in the dock" in missing.text, "static.json's error_page"
@@ -240,8 +244,9 @@ def test_index_html_at_the_root_is_a_static_site(sites: Sites, tmp_path: Path) -
         ["-----> Static HTML app detected", "       root: ./", "       clean_urls: off"],
     )
     (build,) = sites.builds(app)
-    blob, process_types = sites.slug(build["slug"]["id"])
-    assert process_types == {"web": ".dockyard/static/start"}
+    slug = sites.slug(app, build["slug"]["id"])
+    assert slug["process_types"] == {"web": ".dockyard/static/start"}
+    blob = slug["path"]
     with tarfile.open(blob) as tar:
         config = tar.extractfile("./.dockyard/static/nginx.conf")
         assert config is not None

@@ -173,19 +173,21 @@ async def _fetch_source(caller: Caller, url: str, service: BuildService) -> Path
         return await asyncio.to_thread(service.copy_source, source_id)
     target = service.incoming / f"{uuid.uuid4()}.download"
     try:
-        async with httpx.AsyncClient(timeout=60, follow_redirects=True) as client:
-            async with client.stream("GET", url) as reply:
-                if reply.status_code != 200:
-                    raise InvalidParams(
-                        f"source_blob.url answered HTTP {reply.status_code}; it must serve the tarball"
-                    )
-                size = 0
-                with target.open("wb") as handle:
-                    async for chunk in reply.aiter_bytes():
-                        size += len(chunk)
-                        if size > MAX_SOURCE_BYTES:
-                            raise PayloadTooLarge("the source tarball is over 2 GB")
-                        handle.write(chunk)
+        async with (
+            httpx.AsyncClient(timeout=60, follow_redirects=True) as client,
+            client.stream("GET", url) as reply,
+        ):
+            if reply.status_code != 200:
+                raise InvalidParams(
+                    f"source_blob.url answered HTTP {reply.status_code}; it must serve the tarball"
+                )
+            size = 0
+            with target.open("wb") as handle:
+                async for chunk in reply.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_SOURCE_BYTES:
+                        raise PayloadTooLarge("the source tarball is over 2 GB")
+                    handle.write(chunk)
     except httpx.HTTPError as exc:
         target.unlink(missing_ok=True)
         raise InvalidParams(f"source_blob.url could not be downloaded: {exc}") from exc

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,25 +126,17 @@ class Builder:
         for directory in (app_dir, env_dir, copies):
             _chown_tree(directory, identity)
 
-        def remaining() -> float:
-            left = self.limits.timeout - (time.monotonic() - started)
-            if left <= 0:
-                raise BuildFailed(
-                    f"the build ran over its time limit of {self.limits.timeout:.0f}s"
-                )
-            return left
-
-        def disk_guard() -> str | None:
-            used = disk_usage(app_dir) + disk_usage(cache_dir)
-            if used > self.limits.disk_bytes:
-                return (
-                    f"the build used {slug.human_size(used)} of disk in /app and /cache, over "
-                    f"its limit of {slug.human_size(self.limits.disk_bytes)}, and was stopped"
-                )
-            return None
-
-        runner = _Runner(identity, app_dir, cache_dir, env_dir, copies, job, remaining, emit)
-        runner.guard = disk_guard
+        runner = _Runner(
+            identity=identity,
+            app_dir=app_dir,
+            cache_dir=cache_dir,
+            env_dir=env_dir,
+            copies=copies,
+            job=job,
+            limits=self.limits,
+            started=started,
+            emit=emit,
+        )
         await emit(f"-----> Building on the {job.stack} stack")
         if packs:
             names = []
@@ -158,17 +150,7 @@ class Builder:
             await runner.compile(index, pack, len(packs))
         defaults = await runner.release(len(packs) - 1, packs[-1])
 
-        await emit("-----> Discovering process types")
-        if declared is not None:
-            await emit(f"{INDENT}Procfile declares types -> {', '.join(declared) or '(none)'}")
-        process_types = {**defaults, **(declared or {})}
-        if defaults:
-            shown = ", ".join(t for t in defaults if t not in (declared or {}))
-            if shown:
-                await emit(f"{INDENT}Default types for buildpack -> {shown}")
-        if not process_types:
-            await emit(f"{INDENT}No process types declared; add a Procfile such as `web: ./start`")
-
+        process_types = await _discover_process_types(declared, defaults, emit)
         await emit("-----> Compressing...")
         packed = slug.pack(
             app_dir, workspace.parent / f"{job.build_id}.slug.tgz", self.limits.slug_bytes
@@ -227,25 +209,44 @@ class Builder:
         return Buildpack(url, target)
 
 
+async def _discover_process_types(
+    declared: dict[str, str] | None, defaults: dict[str, str], emit: Emit
+) -> dict[str, str]:
+    """The Procfile's types over the buildpack's defaults, reported as Heroku does."""
+    await emit("-----> Discovering process types")
+    if declared is not None:
+        await emit(f"{INDENT}Procfile declares types -> {', '.join(declared) or '(none)'}")
+    process_types = {**defaults, **(declared or {})}
+    shown = ", ".join(t for t in defaults if t not in (declared or {}))
+    if shown:
+        await emit(f"{INDENT}Default types for buildpack -> {shown}")
+    if not process_types:
+        await emit(f"{INDENT}No process types declared; add a Procfile such as `web: ./start`")
+    return process_types
+
+
 class _Runner:
-    """Runs buildpack scripts in the sandbox with the build's mounts."""
+    """Runs buildpack scripts in the sandbox with the build's mounts and limits."""
 
     def __init__(
         self,
+        *,
         identity: Identity,
         app_dir: Path,
         cache_dir: Path,
         env_dir: Path,
         copies: Path,
         job: Job,
-        remaining: Callable[[], float],
+        limits: Limits,
+        started: float,
         emit: Emit,
     ) -> None:
         self.identity = identity
         self.copies = copies
         self.installed: dict[int, Buildpack] = {}
-        self.guard: Callable[[], str | None] | None = None
-        self.remaining = remaining
+        self.limits = limits
+        self.started = started
+        self.watched = (app_dir, cache_dir)
         self.emit = emit
         self.mounts = [
             Mount(app_dir, "/app", writable=True),
@@ -262,6 +263,21 @@ class _Runner:
             "LANG": "C.UTF-8",
             "DOCKYARD_PYTHONS": " ".join(str(p) for p in interpreters.pythons()),
         }
+
+    def remaining(self) -> float:
+        left = self.limits.timeout - (time.monotonic() - self.started)
+        if left <= 0:
+            raise BuildFailed(f"the build ran over its time limit of {self.limits.timeout:.0f}s")
+        return left
+
+    def guard(self) -> str | None:
+        used = sum(disk_usage(path) for path in self.watched)
+        if used > self.limits.disk_bytes:
+            return (
+                f"the build used {slug.human_size(used)} of disk in /app and /cache, over "
+                f"its limit of {slug.human_size(self.limits.disk_bytes)}, and was stopped"
+            )
+        return None
 
     def _install(self, index: int, pack: Buildpack) -> str:
         """A private, writable copy of the buildpack (it may write its ``export`` file)."""

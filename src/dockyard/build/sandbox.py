@@ -11,6 +11,7 @@ are not there. When the platform runs as root, bubblewrap sets up the mounts as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -73,7 +74,7 @@ def find_bwrap() -> str:
     return found
 
 
-def bwrap_argv(
+def bwrap_argv(  # noqa: PLR0917 - tests build dyno-like commands with it positionally
     bwrap: str,
     command: Sequence[str],
     mounts: Sequence[Mount],
@@ -140,7 +141,12 @@ async def run(
     """
     drop = os.geteuid() == 0 and identity.uid != 0
     argv = bwrap_argv(
-        find_bwrap(), command, mounts, {"PATH": PATH, **env}, cwd, identity if drop else None
+        find_bwrap(),
+        command=command,
+        mounts=mounts,
+        env={"PATH": PATH, **env},
+        cwd=cwd,
+        identity=identity if drop else None,
     )
     try:
         process = await asyncio.create_subprocess_exec(
@@ -190,7 +196,5 @@ async def run(
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

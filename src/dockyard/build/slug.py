@@ -38,9 +38,9 @@ def ignore_patterns(root: Path) -> list[str]:
 
 def ignored(relative: str, is_dir: bool, patterns: list[str]) -> bool:
     name = relative.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        dir_only = pattern.endswith("/")
-        pattern = pattern.rstrip("/")
+    for raw in patterns:
+        dir_only = raw.endswith("/")
+        pattern = raw.rstrip("/")
         if dir_only and not is_dir:
             continue
         if pattern.startswith("/"):

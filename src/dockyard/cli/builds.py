@@ -60,9 +60,10 @@ def find_build(client: Client, app: str, identity: str | None) -> Json:
             f"{identity!r} is not a build id; give one (or its first 4 or more characters) "
             f"as `dockyard builds -a {app}` lists them"
         )
+    # Paged by id: any order will do for a prefix, and ids page cleanly.
     matches = [
         build
-        for build in client.pages(f"/apps/{segment(app)}/builds", NEWEST_FIRST)
+        for build in client.pages(f"/apps/{segment(app)}/builds", "id ..; max=1000")
         if str(build.get("id", "")).startswith(wanted)
     ]
     if not matches:

@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import ClassVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -50,7 +51,7 @@ class GitBackend:
     response streams back.
     """
 
-    ROUTES = {
+    ROUTES: ClassVar[dict[tuple[str, str], str | None]] = {
         ("GET", "info/refs"): None,
         ("POST", "git-upload-pack"): "git-upload-pack",
         ("POST", "git-receive-pack"): "git-receive-pack",
@@ -105,22 +106,7 @@ async def _serve(
     ticket, email = prepared
     repo = ticket.repo
     push_token = repos.issue(ticket) if service == "git-receive-pack" else None
-    env = repos.environment(push_token or "", ticket)
-    env.update(
-        GIT_PROJECT_ROOT=str(repo.parent),
-        GIT_HTTP_EXPORT_ALL="1",
-        PATH_INFO=f"/{repo.name}/{rest}",
-        REQUEST_METHOD=request.method,
-        QUERY_STRING=request.url.query,
-        CONTENT_TYPE=request.headers.get("content-type", ""),
-        REMOTE_USER=email,
-        REMOTE_ADDR=request.client.host if request.client else "",
-    )
-    for header in ("content-encoding", "git-protocol"):
-        if value := request.headers.get(header):
-            env["HTTP_" + header.upper().replace("-", "_")] = value
-    if length := request.headers.get("content-length"):
-        env["CONTENT_LENGTH"] = length
+    env = _cgi_environment(request, repos.environment(push_token or "", ticket), repo, email, rest)
     process = await asyncio.create_subprocess_exec(
         "git",
         "http-backend",
@@ -129,7 +115,9 @@ async def _serve(
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )
-    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     stdin, stdout, stderr = process.stdin, process.stdout, process.stderr
 
     async def feed() -> None:
@@ -150,16 +138,7 @@ async def _serve(
     feeder = asyncio.create_task(feed())
     errors = asyncio.create_task(drain_errors())
     try:
-        status, headers = 200, []
-        while True:
-            line = await stdout.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "status":
-                status = int(value.strip().split()[0])
-            else:
-                headers.append((name.strip().lower().encode(), value.strip().encode("latin-1")))
+        status, headers = await _cgi_headers(stdout)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         while chunk := await stdout.read(64 * 1024):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -173,6 +152,44 @@ async def _serve(
         await asyncio.gather(feeder, errors, return_exceptions=True)
         if push_token:
             repos.revoke(push_token)
+
+
+def _cgi_environment(
+    request: Request, env: dict[str, str], repo: Path, email: str, rest: str
+) -> dict[str, str]:
+    """The CGI variables git http-backend reads, on top of ``env``."""
+    env = dict(
+        env,
+        GIT_PROJECT_ROOT=str(repo.parent),
+        GIT_HTTP_EXPORT_ALL="1",
+        PATH_INFO=f"/{repo.name}/{rest}",
+        REQUEST_METHOD=request.method,
+        QUERY_STRING=request.url.query,
+        CONTENT_TYPE=request.headers.get("content-type", ""),
+        REMOTE_USER=email,
+        REMOTE_ADDR=request.client.host if request.client else "",
+    )
+    for header in ("content-encoding", "git-protocol"):
+        if value := request.headers.get(header):
+            env["HTTP_" + header.upper().replace("-", "_")] = value
+    if length := request.headers.get("content-length"):
+        env["CONTENT_LENGTH"] = length
+    return env
+
+
+async def _cgi_headers(stdout: asyncio.StreamReader) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The status and headers a CGI program printed before its body."""
+    status: int = 200
+    headers: list[tuple[bytes, bytes]] = []
+    while True:
+        line = await stdout.readline()
+        if line in (b"\r\n", b"\n", b""):
+            return status, headers
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "status":
+            status = int(value.strip().split()[0])
+        else:
+            headers.append((name.strip().lower().encode(), value.strip().encode("latin-1")))
 
 
 @router.post("/internal/pushes/{token}")

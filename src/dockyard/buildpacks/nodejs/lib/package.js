@@ -3,7 +3,7 @@
 //   node package.js validate APP            package.json is a JSON object
 //   node package.js manager APP             "npm|yarn|pnpm LOCKFILE" (LOCKFILE "-" when none)
 //   node package.js engines APP NPM         engines.node checked against this node (semver)
-//   node package.js has-script APP NAME     exit 0 when scripts.NAME is set
+//   node package.js scripts APP             the names of the scripts that are set, one a line
 //   node package.js cache-key APP MANAGER LOCKFILE
 //   node package.js release APP             bin/release's YAML
 //
@@ -22,7 +22,8 @@ const LOCKFILES = [
 ];
 
 function fail(...lines) {
-  for (const line of lines) process.stdout.write(` !     ${line}\n`);
+  // stderr: callers capture stdout with $(...), and the message must still be seen.
+  for (const line of lines) process.stderr.write(` !     ${line}\n`);
   process.exit(1);
 }
 
@@ -131,6 +132,21 @@ function engines(app, npm) {
   }
   out(`Resolving node version ${range}...`);
   out(`Using Node.js ${installed}, the version installed on this server (${process.execPath})`);
+  const npmVersion = npm ? installedNpm(npm) : null;
+  if (typeof wanted.npm === "string" && npmVersion && semver.validRange(wanted.npm) !== null) {
+    if (!semver.satisfies(npmVersion, wanted.npm)) {
+      out(`Warning: engines.npm asks for ${wanted.npm}; building with npm ${npmVersion}, the one on this server`);
+    }
+  }
+}
+
+function installedNpm(npm) {
+  try {
+    const file = path.join(path.dirname(fs.realpathSync(npm)), "..", "package.json");
+    return JSON.parse(fs.readFileSync(file, "utf8")).version || null;
+  } catch (err) {
+    return null;
+  }
 }
 
 function cacheKey(app, tool, lockfile) {
@@ -188,9 +204,13 @@ switch (command) {
   case "engines":
     engines(app, rest[0]);
     break;
-  case "has-script":
-    process.exit(hasScript(read(app), rest[0]) ? 0 : 1);
+  case "scripts": {
+    const pkg = read(app);
+    for (const name of Object.keys(scripts(pkg))) {
+      if (hasScript(pkg, name)) process.stdout.write(`${name}\n`);
+    }
     break;
+  }
   case "cache-key":
     cacheKey(app, rest[0], rest[1]);
     break;
