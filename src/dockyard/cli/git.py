@@ -24,9 +24,7 @@ def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
         return None
     try:
         # Arguments are passed as a list, never through a shell.
-        return subprocess.run(  # noqa: S603 - runs git itself, with an argument list
-            [executable, *args], capture_output=True, text=True, check=False
-        )
+        return subprocess.run([executable, *args], capture_output=True, text=True, check=False)
     except OSError as exc:
         raise ClientError(f"cannot run git: {exc}") from exc
 
