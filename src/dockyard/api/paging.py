@@ -20,7 +20,7 @@ T = TypeVar("T")
 DEFAULT_MAX = 200
 LIMIT = 1000
 _RANGE = re.compile(
-    r"^\s*(?P<field>[a-z_]+)\s*(?:(?P<exclusive>\])?(?P<start>[^.;]*)\.\.(?P<end>[^;]*))?\s*(?:;\s*(?P<options>.*))?$"
+    r"^\s*(?P<field>[a-z_]+)\s*(?:(?P<exclusive>\])?(?P<start>[^;]*?)\.\.(?P<end>[^;]*))?\s*(?:;\s*(?P<options>.*))?$"
 )
 
 

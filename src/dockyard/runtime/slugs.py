@@ -1,0 +1,72 @@
+"""Unpacking slugs once per node into read-only directories that dynos share.
+
+A slug lands in ``<root>/<uid>/<sha256>``: it is checked against its sha256, extracted
+with tarfile's ``data`` filter (no absolute paths, links out of the tree or device files)
+into a temporary directory, given to the app's user (the dyno sees ``/app`` as its own),
+then renamed into place, so a half-unpacked slug is never used. ``<root>/<uid>`` is
+root's alone (mode 0700), so no other app's user can reach it on the host. The same
+slug promoted to another app is unpacked again under that app's uid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from dockyard.runtime import SlugError
+
+_locks: dict[Path, asyncio.Lock] = {}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def unpacked(root: Path, slug: Path, sha256: str, uid: int) -> Path:
+    """The directory holding ``slug`` unpacked for ``uid``; unpacks it the first time."""
+    target = root / str(uid) / sha256
+    lock = _locks.setdefault(target, asyncio.Lock())
+    async with lock:
+        if not target.is_dir():
+            await asyncio.to_thread(_unpack, slug, sha256, uid, target)
+    return target
+
+
+def _unpack(slug: Path, sha256: str, uid: int, target: Path) -> None:
+    if not slug.is_file():
+        raise SlugError(f"slug {slug} does not exist")
+    if (actual := sha256_of(slug)) != sha256:
+        raise SlugError(f"slug {slug} has sha256 {actual}, expected {sha256}")
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(target.parent, 0o700)
+    temp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
+    try:
+        try:
+            with tarfile.open(slug, "r:*") as tar:
+                tar.extractall(temp, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise SlugError(f"could not unpack slug {slug}: {exc}") from exc
+        os.chmod(temp, 0o755)
+        if os.geteuid() == 0:
+            for directory, dirnames, filenames in os.walk(temp):
+                os.lchown(directory, uid, uid)
+                for name in (*dirnames, *filenames):
+                    os.lchown(os.path.join(directory, name), uid, uid)
+        try:
+            temp.rename(target)
+        except OSError:
+            # Another process unpacked it first; theirs is as good as ours.
+            if not target.is_dir():
+                raise
+    finally:
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
