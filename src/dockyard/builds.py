@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from dockyard import releases
+from dockyard import formation, releases
 from dockyard.blobs import BlobStore
 from dockyard.build.pipeline import Builder, BuildFailed, Job, Result
 from dockyard.build.slug import SlugTooLarge
@@ -240,6 +240,13 @@ class BuildService:
             version = build.source_version or ""
             description = f"Deploy {version[:7]}" if version else "Deploy"
             release = releases.create(session, app, description, config, user=user, slug_id=slug.id)
+            formation.sync(
+                session,
+                app,
+                result.process_types,
+                app.formation_defaults,
+                limit=self.settings.max_quantity,
+            )
             build.status = "succeeded"
             build.slug_id = slug.id
             build.release_id = release.id

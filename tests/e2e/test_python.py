@@ -59,7 +59,7 @@ class Pusher:
         return next(r for r in releases if r["current"])
 
     def unpack_slug(self, release: dict[str, Any], target: Path) -> Path:
-        """The release's slug, unpacked at ``target`` with the system's tar (as a dyno would)."""
+        """The release's slug, unpacked at ``target`` by tar (the venv links to its interpreter)."""
         database = Database(f"sqlite:///{self.server.data_dir / 'dockyard.db'}")
         try:
             with database.transaction() as session:

@@ -18,6 +18,7 @@ from dockyard.cli import (
     builds,
     config,
     keys,
+    ps,
     releases,
 )
 
@@ -32,7 +33,7 @@ def cli() -> None:
     """
 
 
-for topic in (auth, apps, config, releases, builds, buildpacks, access, keys):
+for topic in (auth, apps, config, releases, builds, buildpacks, access, keys, ps):
     for command in topic.COMMANDS:
         cli.add_command(command)
 admin.register(cli)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -34,6 +36,16 @@ from dockyard.store import Database
 log = logging.getLogger("dockyard.receive")
 router = APIRouter(include_in_schema=False)
 SERVICES = ("git-upload-pack", "git-receive-pack")
+
+
+@functools.cache
+def _http_backend() -> tuple[str, ...]:
+    """git's CGI program, run so that it dies with the server instead of lingering."""
+    exec_path = subprocess.run(
+        ["git", "--exec-path"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return ("/usr/bin/setpriv", "--pdeathsig", "KILL", "--", f"{exec_path}/git-http-backend")
+
 MAX_SOURCE_BYTES = 2 * 1024 * 1024 * 1024
 
 
@@ -108,8 +120,7 @@ async def _serve(
     push_token = repos.issue(ticket) if service == "git-receive-pack" else None
     env = _cgi_environment(request, repos.environment(push_token or "", ticket), repo, email, rest)
     process = await asyncio.create_subprocess_exec(
-        "git",
-        "http-backend",
+        *_http_backend(),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

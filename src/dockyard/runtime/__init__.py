@@ -123,7 +123,11 @@ class Runtime(Protocol):
         ...
 
     def exits(self) -> AsyncIterator[Exit]:
-        """Each dyno's end, once; exits missed while the control plane was down come first."""
+        """Each dyno's end; exits missed while the control plane was down come first.
+
+        An exit counts as handled when the consumer asks for the next one; one that was
+        not is reported again by the next runtime on this node (at least once).
+        """
         ...
 
     async def close(self) -> None:

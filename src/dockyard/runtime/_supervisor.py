@@ -2,11 +2,11 @@
 
 Run as ``python -m dockyard.runtime._supervisor DYNO_DIR`` in its own session, so it
 outlives the control plane: a restarted control plane finds the dyno still running, its
-output still logged, and its exit in ``exit.json``. It reads (and deletes, since it holds
-config vars) ``launch.json``, starts the sandbox, prints ``{"pid": N}`` on stdout once it
-runs, and then writes each stdout/stderr line as ``{"time", "stream", "line"}`` JSON to
-``log``. When the sandbox exits it removes the dyno's writable layer and writes
-``exit.json`` atomically.
+output still logged, and its exit in ``exit.json``. It forks away from its parent, reads
+(and deletes, since it holds config vars) ``launch.json``, starts the sandbox, prints its
+pid and its own on stdout once it runs, and then writes each stdout/stderr line as
+``{"time", "stream", "line"}`` JSON to ``log``. When the sandbox exits it removes the
+dyno's writable layer and writes ``exit.json`` atomically.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ def _pump(log: int, pipes: dict[int, str]) -> None:
 
 
 def main(directory: Path) -> int:
+    # Detach: the control plane never has to reap us, and we outlive it.
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
     for number in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
         signal.signal(number, signal.SIG_IGN)
     launch_path = directory / "launch.json"
@@ -87,7 +91,7 @@ def main(directory: Path) -> int:
     finally:
         os.close(out_w)
         os.close(err_w)
-    print(json.dumps({"pid": process.pid}), flush=True)
+    print(json.dumps({"pid": process.pid, "supervisor": os.getpid()}), flush=True)
     # The control plane may go away; nothing more goes to its pipe.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)

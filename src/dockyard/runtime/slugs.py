@@ -20,7 +20,21 @@ from pathlib import Path
 
 from dockyard.runtime import SlugError
 
-_locks: dict[Path, asyncio.Lock] = {}
+
+class SlugCache:
+    """Slugs unpacked under ``root``, each once: concurrent starts of a release wait for it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._locks: dict[Path, asyncio.Lock] = {}
+
+    async def unpacked(self, slug: Path, sha256: str, uid: int) -> Path:
+        """The directory holding ``slug`` unpacked for ``uid``; unpacks it the first time."""
+        target = self.root / str(uid) / sha256
+        async with self._locks.setdefault(target, asyncio.Lock()):
+            if not target.is_dir():
+                await asyncio.to_thread(_unpack, slug, sha256, uid, target)
+        return target
 
 
 def sha256_of(path: Path) -> str:
@@ -29,16 +43,6 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-async def unpacked(root: Path, slug: Path, sha256: str, uid: int) -> Path:
-    """The directory holding ``slug`` unpacked for ``uid``; unpacks it the first time."""
-    target = root / str(uid) / sha256
-    lock = _locks.setdefault(target, asyncio.Lock())
-    async with lock:
-        if not target.is_dir():
-            await asyncio.to_thread(_unpack, slug, sha256, uid, target)
-    return target
 
 
 def _unpack(slug: Path, sha256: str, uid: int, target: Path) -> None:
@@ -55,7 +59,7 @@ def _unpack(slug: Path, sha256: str, uid: int, target: Path) -> None:
                 tar.extractall(temp, filter="data")
         except (tarfile.TarError, OSError) as exc:
             raise SlugError(f"could not unpack slug {slug}: {exc}") from exc
-        os.chmod(temp, 0o755)
+        os.chmod(temp, 0o755)  # noqa: S103 - /app; its parent keeps others out
         if os.geteuid() == 0:
             for directory, dirnames, filenames in os.walk(temp):
                 os.lchown(directory, uid, uid)

@@ -78,8 +78,12 @@ class Settings(BaseSettings):
         default=4096,
         description="Disk a build may fill in /app and /cache, in MB, before it is stopped.",
     )
+    max_quantity: int = Field(
+        default=100,
+        description="Most dynos of one process type an app may be scaled to.",
+    )
 
-    @field_validator("build_timeout", "slug_limit_mb", "build_disk_limit_mb")
+    @field_validator("build_timeout", "slug_limit_mb", "build_disk_limit_mb", "max_quantity")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

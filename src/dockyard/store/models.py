@@ -208,3 +208,16 @@ class Build(Resource, Base):
     )
     failure: Mapped[str | None] = mapped_column(Text, default=None)
     user: Mapped[User | None] = relationship()
+
+
+class Formation(Resource, Base):
+    """How many dynos of one process type an app should run, and their size (desired state)."""
+
+    __tablename__ = "formations"
+    __table_args__ = (UniqueConstraint("app_id", "type"),)
+
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(63))
+    quantity: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[str] = mapped_column(String(30))
+    command: Mapped[str] = mapped_column(Text)

@@ -114,7 +114,7 @@ def run(
 ) -> tuple[int, list[str]]:
     """Run a tool, printing each line of its output indented; return its status and lines."""
     lines: list[str] = []
-    with subprocess.Popen(  # noqa: S603 - a tool this buildpack picked, as an argument list
+    with subprocess.Popen(
         [str(part) for part in command],
         cwd=cwd,
         env=dict(env),
@@ -201,7 +201,7 @@ def available_interpreters() -> list[Interpreter]:
 
 def _version_of(path: Path) -> tuple[int, int, int] | None:
     try:
-        done = subprocess.run(  # noqa: S603 - an interpreter the platform listed
+        done = subprocess.run(
             [path, "-c", "import sys; print(*sys.version_info[:3])"],
             capture_output=True,
             text=True,
@@ -333,7 +333,7 @@ def restore_cache(paths: Paths, metadata: Mapping[str, Any]) -> bool:
     if reason is not None:
         info(f"Discarding the cached virtualenv: {reason}")
         return False
-    subprocess.run(["/bin/cp", "-a", cached, paths.venv], check=True)  # noqa: S603 - fixed paths
+    subprocess.run(["/bin/cp", "-a", cached, paths.venv], check=True)
     files = ", ".join(metadata["files"])
     info(f"Using the cached virtualenv (Python {metadata['python']}; {files} unchanged)")
     return True
@@ -346,7 +346,7 @@ def save_cache(paths: Paths, metadata: Mapping[str, Any]) -> None:
     cached = paths.python_cache / "venv"
     saved.unlink(missing_ok=True)
     shutil.rmtree(cached, ignore_errors=True)
-    subprocess.run(["/bin/cp", "-a", paths.venv, cached], check=True)  # noqa: S603 - fixed paths
+    subprocess.run(["/bin/cp", "-a", paths.venv, cached], check=True)
     saved.write_text(json.dumps(metadata, indent=2))
 
 
@@ -517,7 +517,7 @@ def collectstatic(paths: Paths, config: Mapping[str, str]) -> None:
         return
     python = paths.venv / "bin" / "python"
     env = tool_env(config, PYTHONUNBUFFERED="1")
-    has_django = subprocess.run(  # noqa: S603 - the app's own virtualenv, fixed arguments
+    has_django = subprocess.run(
         [
             python,
             "-c",

