@@ -6,6 +6,8 @@
 #   find_python          PYTHON=a Python >= 3.11 (python3.13, 3.12, 3.11, python3; else apt)
 #   ensure_debian CMD=PKG ...   apt-get install the PKGs whose CMD is not on PATH
 #   ensure_venv [EXTRAS] .venv with the package installed editable, pinned by constraints.txt
+#   ensure_platform      bubblewrap, setpriv, Node.js, nginx and Debian's python3-venv:
+#                        what builds and dynos use
 #   ensure_heroku_cli    the official Heroku CLI under .cache/heroku-cli; exports
 #                        DOCKYARD_TEST_HEROKU_CLI
 #   ensure_postgres      PostgreSQL answering at 127.0.0.1:5432 (installed and started
@@ -124,6 +126,30 @@ _warn_unpinned() {
         local lines=()
         mapfile -t lines <<<"$unpinned"
         printf '      %s\n' "${lines[@]}" >&2
+    fi
+}
+
+# Starting no service while installing: Debian's nginx would otherwise start on port 80.
+_no_service_starts() {
+    local guard=/usr/sbin/policy-rc.d made=""
+    if [ ! -e "$guard" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$guard" >/dev/null
+        as_root chmod 755 "$guard"
+        made=1
+    fi
+    "$@"
+    if [ -n "$made" ]; then as_root rm -f "$guard"; fi
+}
+
+# What apps are built and run with: bubblewrap and setpriv for the sandbox, Node.js for the
+# nodejs buildpack, nginx for static sites, and Debian's Python with venv for Python apps.
+ensure_platform() {
+    ensure_debian git=git bwrap=bubblewrap setpriv=util-linux node=nodejs npm=npm
+    if [ ! -x /usr/sbin/nginx ]; then
+        _no_service_starts apt_install nginx-light
+    fi
+    if ! { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; }; then
+        apt_install python3 python3-venv
     fi
 }
 
