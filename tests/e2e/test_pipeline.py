@@ -8,8 +8,8 @@ import os
 import re
 import shutil
 import tarfile
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,13 @@ class Deployer:
         return name
 
     def push(self, repo: Path, app: str, *refspec: str) -> tuple[int, str]:
-        done = git("push", git_url(self.server, self.token, app), *(refspec or ("main",)), cwd=repo, check=False)
+        done = git(
+            "push",
+            git_url(self.server, self.token, app),
+            *(refspec or ("main",)),
+            cwd=repo,
+            check=False,
+        )
         return done.returncode, done.stdout
 
     def releases(self, app: str) -> list[dict[str, Any]]:
@@ -49,7 +55,9 @@ class Deployer:
 
     def slug_members(self, release: dict[str, Any]) -> dict[str, tarfile.TarInfo]:
         """The files of ``release``'s slug, read from the blob store by its checksum."""
-        slug = self.client.get(f"/apps/{release['app']['name']}/slugs/{release['slug']['id']}").json()
+        slug = self.client.get(
+            f"/apps/{release['app']['name']}/slugs/{release['slug']['id']}"
+        ).json()
         digest = slug["checksum"].removeprefix("SHA256:")
         blob = self.server.data_dir / "blobs" / "slugs" / f"{digest}.tgz"
         with tarfile.open(blob) as tar:
@@ -74,7 +82,11 @@ def commit(repo: Path, message: str, **files: str) -> str:
 
 
 def remote_lines(output: str) -> list[str]:
-    return [line.removeprefix("remote: ").rstrip() for line in output.splitlines() if line.startswith("remote:")]
+    return [
+        line.removeprefix("remote: ").rstrip()
+        for line in output.splitlines()
+        if line.startswith("remote:")
+    ]
 
 
 def test_procfile_app_deploys_with_heroku_output(deployer: Deployer, tmp_path: Path) -> None:
@@ -128,7 +140,10 @@ def test_custom_buildpack_from_local_path(deployer: Deployer, tmp_path: Path) ->
         json={"updates": [{"buildpack": str(BUILDPACKS / "hello")}]},
     )
     assert reply.status_code == 200, reply.text
-    assert deployer.client.patch(f"/apps/{app}/config-vars", json={"GREETING": "ahoy"}).status_code == 200
+    assert (
+        deployer.client.patch(f"/apps/{app}/config-vars", json={"GREETING": "ahoy"}).status_code
+        == 200
+    )
     repo = make_repo(APPS / "custom-buildpack", tmp_path / "repo")
     status, output = deployer.push(repo, app)
     assert status == 0, output
@@ -146,12 +161,16 @@ def test_custom_buildpack_from_local_path(deployer: Deployer, tmp_path: Path) ->
     commit(repo, "again")
     status, output = deployer.push(repo, app)
     assert status == 0, output
-    assert "       cache has seen 2 builds" in remote_lines(output), "the cache persists between builds"
+    assert "       cache has seen 2 builds" in remote_lines(output), (
+        "the cache persists between builds"
+    )
     if os.geteuid() == 0:
         assert "-----> Hello app detected" in remote_lines(output)
 
 
-def test_failing_buildpack_rejects_push_and_keeps_release(deployer: Deployer, tmp_path: Path) -> None:
+def test_failing_buildpack_rejects_push_and_keeps_release(
+    deployer: Deployer, tmp_path: Path
+) -> None:
     app = deployer.create("fails-bp")
     repo = make_repo(APPS / "procfile-shell", tmp_path / "repo")
     status, output = deployer.push(repo, app)
@@ -159,7 +178,8 @@ def test_failing_buildpack_rejects_push_and_keeps_release(deployer: Deployer, tm
     before = deployer.current(app)
 
     deployer.client.put(
-        f"/apps/{app}/buildpack-installations", json={"updates": [{"buildpack": str(BUILDPACKS / "failing")}]}
+        f"/apps/{app}/buildpack-installations",
+        json={"updates": [{"buildpack": str(BUILDPACKS / "failing")}]},
     )
     commit(repo, "break it", **{"NEWS": "broken"})
     status, output = deployer.push(repo, app)
@@ -172,9 +192,11 @@ def test_failing_buildpack_rejects_push_and_keeps_release(deployer: Deployer, tm
     assert deployer.current(app)["id"] == before["id"], "the running release is untouched"
     builds = deployer.builds(app)
     assert sorted(b["status"] for b in builds) == ["failed", "succeeded"]
-    assert git("ls-remote", git_url(deployer.server, deployer.token, app), cwd=repo).stdout.split()[0] != (
-        git("rev-parse", "HEAD", cwd=repo).stdout.strip()
-    ), "the rejected commit is not on the remote branch"
+    assert git("ls-remote", git_url(deployer.server, deployer.token, app), cwd=repo).stdout.split()[
+        0
+    ] != (git("rev-parse", "HEAD", cwd=repo).stdout.strip()), (
+        "the rejected commit is not on the remote branch"
+    )
 
 
 def test_nothing_detectable_fails_with_advice(deployer: Deployer, tmp_path: Path) -> None:
@@ -189,7 +211,9 @@ def test_nothing_detectable_fails_with_advice(deployer: Deployer, tmp_path: Path
     assert deployer.current(app)["version"] == 1
 
 
-def test_app_json_required_variable_and_generated_secret(deployer: Deployer, tmp_path: Path) -> None:
+def test_app_json_required_variable_and_generated_secret(
+    deployer: Deployer, tmp_path: Path
+) -> None:
     app = deployer.create("needs-config")
     repo = make_repo(APPS / "app-json-required", tmp_path / "repo")
     status, output = deployer.push(repo, app)
@@ -205,7 +229,10 @@ def test_app_json_required_variable_and_generated_secret(deployer: Deployer, tmp
     assert config["WELCOME"] == "hi"
     assert re.fullmatch(r"[0-9a-f]{64}", config["SECRET_KEY"])
     release = deployer.current(app)
-    assert deployer.client.get(f"/apps/{app}/releases/{release['version']}/config-vars").json() == config
+    assert (
+        deployer.client.get(f"/apps/{app}/releases/{release['version']}/config-vars").json()
+        == config
+    )
 
 
 @pytest.mark.parametrize(
@@ -216,7 +243,9 @@ def test_app_json_required_variable_and_generated_secret(deployer: Deployer, tmp
         ("just a command\n", "is not '<type>: <command>'"),
     ],
 )
-def test_malformed_procfile_is_rejected(deployer: Deployer, tmp_path: Path, procfile: str, message: str) -> None:
+def test_malformed_procfile_is_rejected(
+    deployer: Deployer, tmp_path: Path, procfile: str, message: str
+) -> None:
     app = deployer.create(f"bad-procfile-{abs(hash(procfile)) % 10000}")
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -281,7 +310,9 @@ def test_force_push_of_an_older_commit_deploys_it(deployer: Deployer, tmp_path: 
     assert current["version"] == 4
 
 
-def test_concurrent_pushes_serialize_and_history_stays_correct(deployer: Deployer, tmp_path: Path) -> None:
+def test_concurrent_pushes_serialize_and_history_stays_correct(
+    deployer: Deployer, tmp_path: Path
+) -> None:
     app = deployer.create("concurrent")
     base = make_repo(APPS / "procfile-shell", tmp_path / "base")
     assert deployer.push(base, app)[0] == 0
@@ -303,7 +334,9 @@ def test_concurrent_pushes_serialize_and_history_stays_correct(deployer: Deploye
     versions = sorted(r["version"] for r in deployer.releases(app))
     assert versions == list(range(1, 2 + 1 + sum(succeeded))), "versions are unique and contiguous"
     assert sum(r["current"] for r in deployer.releases(app)) == 1
-    remote_head = git("ls-remote", git_url(deployer.server, deployer.token, app), "main", cwd=base).stdout.split()[0]
+    remote_head = git(
+        "ls-remote", git_url(deployer.server, deployer.token, app), "main", cwd=base
+    ).stdout.split()[0]
     assert deployer.current(app)["description"] == f"Deploy {remote_head[:7]}"
 
 
@@ -341,7 +374,9 @@ def test_tarball_with_parent_paths_is_rejected(deployer: Deployer) -> None:
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     httpx.put(source["put_url"], content=archive.getvalue(), timeout=30).raise_for_status()
-    build = deployer.client.post(f"/apps/{app}/builds", json={"source_blob": {"url": source["get_url"]}}).json()
+    build = deployer.client.post(
+        f"/apps/{app}/builds", json={"source_blob": {"url": source["get_url"]}}
+    ).json()
     with httpx.stream("GET", build["output_stream_url"], timeout=120) as stream:
         output = "".join(stream.iter_text())
     assert "points outside the app" in output
@@ -355,7 +390,9 @@ def test_push_needs_credentials_and_access(deployer: Deployer, tmp_path: Path) -
     anonymous = git("push", f"{deployer.server.url}/{app}.git", "main", cwd=repo, check=False)
     assert anonymous.returncode != 0
     # git asks for credentials after the 401 challenge; with prompts off it gives up.
-    assert "could not read Username" in anonymous.stdout or "Authentication failed" in anonymous.stdout
+    assert (
+        "could not read Username" in anonymous.stdout or "Authentication failed" in anonymous.stdout
+    )
     stranger = deployer.server.create_user("stranger@example.com")
     denied = git("push", git_url(deployer.server, stranger, app), "main", cwd=repo, check=False)
     assert denied.returncode != 0

@@ -23,7 +23,9 @@ SHA = "a" * 40
         (["refs/heads/production"], "production", "refs/heads/production"),
     ],
 )
-def test_the_deploy_branch_is_chosen(refs: list[str], configured: str | None, deployed: str) -> None:
+def test_the_deploy_branch_is_chosen(
+    refs: list[str], configured: str | None, deployed: str
+) -> None:
     assert choose([Update(ZERO, SHA, ref) for ref in refs], configured).ref == deployed
 
 
@@ -36,7 +38,9 @@ def test_the_deploy_branch_is_chosen(refs: list[str], configured: str | None, de
         (["refs/tags/v1"], None, "git push dockyard refs/tags/v1:main"),
     ],
 )
-def test_other_refs_are_refused_with_advice(refs: list[str], configured: str | None, advice: str) -> None:
+def test_other_refs_are_refused_with_advice(
+    refs: list[str], configured: str | None, advice: str
+) -> None:
     with pytest.raises(Rejected, match="non-deploy branch") as caught:
         choose([Update(ZERO, SHA, ref) for ref in refs], configured)
     assert advice in str(caught.value)
@@ -48,7 +52,10 @@ def test_deleting_the_deploy_branch_is_refused() -> None:
 
 
 def test_procfile_types_in_order_with_comments() -> None:
-    text = "# processes\nweb: gunicorn app:app --bind 0.0.0.0:$PORT\n\nworker:python worker.py\nrelease: ./migrate\n"
+    text = (
+        "# processes\nweb: gunicorn app:app --bind 0.0.0.0:$PORT\n"
+        "\nworker:python worker.py\nrelease: ./migrate\n"
+    )
     assert procfile.parse(text) == {
         "web": "gunicorn app:app --bind 0.0.0.0:$PORT",
         "worker": "python worker.py",
@@ -141,7 +148,12 @@ def _link(name: str, target: str) -> tarfile.TarInfo:
 
 @pytest.mark.parametrize(
     "member",
-    [_file("../escape"), _file("/etc/cron.d/evil"), _link("passwd", "/etc/passwd"), _link("up", "../../x")],
+    [
+        _file("../escape"),
+        _file("/etc/cron.d/evil"),
+        _link("passwd", "/etc/passwd"),
+        _link("up", "../../x"),
+    ],
 )
 def test_unpack_refuses_paths_out_of_the_app(tmp_path: Path, member: tarfile.TarInfo) -> None:
     source = _tarball(tmp_path, (_file("Procfile"), b"web: x\n"), (member, b""))
