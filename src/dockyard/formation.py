@@ -217,9 +217,11 @@ def sync(
     """Make the formation follow a new slug's ``process_types``; return it.
 
     ``defaults`` is ``app.json``'s ``formation`` (``{"worker": {"quantity": 2, "size":
-    "standard-2x"}}``), applied to types that are new; a bad size or quantity there raises
-    :class:`InvalidParams`, failing the release. The caller holds the app's row lock.
+    "standard-2x"}}``), applied to types that are new; a bad size or quantity anywhere in it
+    raises :class:`InvalidParams`, failing the release. The caller holds the app's row lock.
     """
+    # Every entry is checked, not just those of new types: a mistake in app.json shows at once.
+    chosen = {kind: _defaults(kind, spec, limit) for kind, spec in (defaults or {}).items()}
     rows = {row.type: row for row in listing(session, app)}
     wanted = {kind: command for kind, command in process_types.items() if kind != RELEASE_TYPE}
     for kind, row in rows.items():
@@ -230,7 +232,7 @@ def sync(
         if existing is not None:
             existing.command = command
             continue
-        quantity, size = _defaults(kind, (defaults or {}).get(kind), limit)
+        quantity, size = chosen.get(kind) or _defaults(kind, None, limit)
         session.add(
             Formation(app_id=app.id, type=kind, quantity=quantity, size=size, command=command)
         )

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import secrets
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -19,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dockyard.runtime import Dyno, DynoError, DynoNotFound, DynoSpec, Exit, SlugError
+from dockyard.runtime import Dyno, DynoError, DynoNotFound, DynoSpec, Exit, Runtime, SlugError
 from dockyard.runtime.process import ProcessRuntime
 from dockyard.runtime.slugs import sha256_of
 
@@ -45,18 +47,22 @@ HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 """
 
 WORKER = """\
-import signal, sys, time
+import signal, time
 
-def bye(*_):
-    print("bye", flush=True)
-    sys.exit(0)
+stopping = False
 
-signal.signal(signal.SIGTERM, bye)
+def stop(*_):
+    # Only a flag: printing here could re-enter a print that the signal interrupted.
+    global stopping
+    stopping = True
+
+signal.signal(signal.SIGTERM, stop)
 n = 0
-while True:
+while not stopping:
     print("tick", n, flush=True)
     n += 1
     time.sleep(0.05)
+print("bye", flush=True)
 """
 
 FILES = {
@@ -111,6 +117,7 @@ def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
 @asynccontextmanager
 async def runtime_on(data_dir: Path, *, stop_all: bool = True) -> AsyncIterator[ProcessRuntime]:
     runtime = await ProcessRuntime.open(data_dir)
+    _: Runtime = runtime  # the driver implements the interface (checked by mypy)
     try:
         yield runtime
     finally:
@@ -192,6 +199,10 @@ def test_web_dyno_serves_on_its_port_with_the_dyno_environment(tmp_path: Path) -
             # Only the dyno's environment: nothing of the control plane's.
             assert "PYTEST_CURRENT_TEST" not in env
             await until(lambda: f"listening on {dyno.port}" in printed(dyno))
+            usage = await runtime.usage(dyno.id)
+            assert usage.processes == 1  # python: bash exec'd it
+            assert 2**20 < usage.memory_bytes < 2**30
+            assert usage.cpu_seconds >= 0
 
             started = time.monotonic()
             stopped = await runtime.stop(dyno.id, grace=10)
@@ -420,5 +431,103 @@ def test_bad_specs_and_slugs_are_refused(tmp_path: Path) -> None:
                 await runtime.start(bad)
             assert not (tmp_path / "escape").exists()
             assert await runtime.list() == []
+
+    run(scenario)
+
+
+def test_sigterm_reaches_every_process_of_the_dyno(tmp_path: Path) -> None:
+    app = App(tmp_path, "group-app")
+    command = (
+        "(trap 'echo child-term; exit 0' TERM; echo child-ready; "
+        "while true; do sleep 0.05; done) & "
+        "trap 'echo main-term; wait; exit 0' TERM; "
+        "while true; do sleep 0.05 & wait $!; done"
+    )
+
+    async def scenario() -> None:
+        async with runtime_on(tmp_path / "data") as runtime:
+            dyno = await runtime.start(app.spec("worker.1", command))
+            await until(lambda: "child-ready" in printed(dyno))
+            stopped = await runtime.stop(dyno.id, grace=10)
+            assert (stopped.status, stopped.grace_exceeded) == (0, False)
+            assert {"main-term", "child-term"} <= set(printed(dyno))
+
+    run(scenario)
+
+
+def test_the_dyno_ends_with_its_main_process(tmp_path: Path) -> None:
+    app = App(tmp_path, "leftover-app")
+
+    async def scenario() -> None:
+        async with runtime_on(tmp_path / "data") as runtime:
+            started = time.monotonic()
+            # The background sleep holds the output pipe; it goes with the dyno.
+            dyno, ended = await run_to_end(
+                runtime, app.spec("run.1", "sleep 600 & echo started; exit 4")
+            )
+            assert ended.status == 4
+            assert time.monotonic() - started < 10
+            assert printed(dyno) == ["started"]
+
+    run(scenario)
+
+
+def test_a_dyno_that_cannot_start_leaves_nothing_behind(tmp_path: Path) -> None:
+    app = App(tmp_path, "broken-app")
+    data = tmp_path / "data"
+
+    async def scenario() -> None:
+        runtime = await ProcessRuntime.open(data, python=str(tmp_path / "no-python"))
+        spec = app.spec("web.1", "python3 server.py", env={"SECRET": "s3cret"})
+        with pytest.raises(DynoError, match="could not start the dyno's supervisor"):
+            await runtime.start(spec)
+        assert await runtime.list() == []
+        assert list((data / "dynos").iterdir()) == []  # no launch.json with config vars
+        await runtime.close()
+
+    run(scenario)
+
+
+CONTROL_PLANE = """\
+import asyncio, json, sys
+from pathlib import Path
+from dockyard.runtime import DynoSpec
+from dockyard.runtime.process import ProcessRuntime
+
+async def main():
+    runtime = await ProcessRuntime.open(Path(sys.argv[1]))
+    spec = DynoSpec(**{**json.loads(sys.argv[2]), "slug_path": Path(sys.argv[3])})
+    dyno = await runtime.start(spec)
+    print(json.dumps({"id": dyno.id, "pid": dyno.pid}), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_dynos_survive_a_killed_control_plane(tmp_path: Path) -> None:
+    app = App(tmp_path, "survivor-app")
+    data = tmp_path / "data"
+    spec = app.spec("worker.1", "python3 worker.py")
+    fields = {k: v for k, v in spec.__dict__.items() if k != "slug_path"}
+    plane = subprocess.Popen(
+        [sys.executable, "-c", CONTROL_PLANE, str(data), json.dumps(fields), str(spec.slug_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert plane.stdout is not None
+    with plane.stdout:
+        started = json.loads(plane.stdout.readline())
+    plane.kill()
+    assert plane.wait() == -9
+
+    async def scenario() -> None:
+        async with runtime_on(data) as runtime:
+            (dyno,) = await runtime.list()
+            assert (dyno.id, dyno.pid) == (started["id"], started["pid"])
+            ticks = len(printed(dyno))
+            await until(lambda: len(printed(dyno)) > ticks + 2)  # still printing, still logged
+            stopped = await runtime.stop(dyno.id, grace=10)
+            assert stopped.status == 0
 
     run(scenario)

@@ -1,9 +1,10 @@
 """Running dynos: the narrow interface every runtime driver implements.
 
 A driver starts a dyno from a :class:`DynoSpec`, stops it with a grace period, lists what
-runs and reports each exit. The ``process`` driver (:mod:`dockyard.runtime.process`) runs
-dynos as sandboxed processes on this node; ``docker`` and ``swarm`` drivers implement the
-same :class:`Runtime`. Nothing outside this package may assume dynos are processes.
+runs, reports each exit and tells what a dyno uses. The ``process`` driver
+(:mod:`dockyard.runtime.process`) runs dynos as sandboxed processes on this node;
+``docker`` and ``swarm`` drivers implement the same :class:`Runtime`. Nothing outside
+this package may assume dynos are processes.
 
 Errors::
 
@@ -31,6 +32,7 @@ __all__ = [
     "Runtime",
     "SlugError",
     "Stopped",
+    "Usage",
 ]
 
 
@@ -107,6 +109,15 @@ class Exit:
     stopped: Stopped | None = None
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a running dyno's processes use now."""
+
+    memory_bytes: int  # resident memory
+    cpu_seconds: float  # CPU time of the processes alive now
+    processes: int
+
+
 class Runtime(Protocol):
     """Runs dynos on one node (``process``) or a cluster (later drivers)."""
 
@@ -118,6 +129,10 @@ class Runtime(Protocol):
         """SIGTERM every process of the dyno; SIGKILL them after ``grace`` seconds."""
         ...
 
+    async def usage(self, dyno_id: str) -> Usage:
+        """The dyno's memory, CPU time and process count."""
+        ...
+
     async def list(self) -> list[Dyno]:
         """The dynos that run now, including ones started before a restart."""
         ...
@@ -126,7 +141,8 @@ class Runtime(Protocol):
         """Each dyno's end; exits missed while the control plane was down come first.
 
         An exit counts as handled when the consumer asks for the next one; one that was
-        not is reported again by the next runtime on this node (at least once).
+        not is reported again by the next runtime on this node (at least once). One
+        consumer per runtime (the reconciler).
         """
         ...
 

@@ -40,7 +40,16 @@ from typing import Any
 
 from dockyard.build import interpreters
 from dockyard.build.sandbox import Identity, bwrap_argv
-from dockyard.runtime import Dyno, DynoError, DynoNotFound, DynoSpec, Exit, Stopped, slugs
+from dockyard.runtime import (
+    Dyno,
+    DynoError,
+    DynoNotFound,
+    DynoSpec,
+    Exit,
+    Stopped,
+    Usage,
+    slugs,
+)
 
 DYNO_PATH = "/app/.venv/bin:/app/bin:/usr/local/bin:/usr/bin:/bin"
 # Sourced in the dyno's shell; the command then replaces it so that it gets the signals.
@@ -103,20 +112,42 @@ def _namespace(pid: int) -> tuple[int, str] | None:
     return None
 
 
-def _signal_namespace(pid: int, number: int, *, init_too: bool) -> None:
+def _members(pid: int) -> tuple[int | None, list[int]]:
+    """The namespace init of sandbox ``pid`` and the dyno's other processes, by host pid."""
     found = _namespace(pid)
     if found is None:
-        return
+        return None, []
     init, namespace = found
-    targets = [init] if init_too else []
+    members = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != init:
             with contextlib.suppress(OSError):
                 if os.readlink(entry / "ns" / "pid") == namespace:
-                    targets.append(int(entry.name))
+                    members.append(int(entry.name))
+    return init, members
+
+
+def _signal_namespace(pid: int, number: int, *, init_too: bool) -> None:
+    init, members = _members(pid)
+    targets = [init, *members] if init_too and init is not None else members
     for target in targets:
         with contextlib.suppress(ProcessLookupError):
             os.kill(target, number)
+
+
+def _usage(pid: int) -> Usage:
+    _, members = _members(pid)
+    ticks, pages = 0, 0
+    for member in members:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            pages += int(fields[21])  # rss
+    return Usage(
+        memory_bytes=pages * os.sysconf("SC_PAGE_SIZE"),
+        cpu_seconds=ticks / os.sysconf("SC_CLK_TCK"),
+        processes=len(members),
+    )
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -148,9 +179,11 @@ class ProcessRuntime:
         self._exits: asyncio.Queue[Exit] = asyncio.Queue()
 
     @classmethod
-    async def open(cls, data_dir: Path, *, bwrap: str | None = None) -> ProcessRuntime:
+    async def open(
+        cls, data_dir: Path, *, bwrap: str | None = None, python: str = sys.executable
+    ) -> ProcessRuntime:
         """A runtime on ``data_dir`` that has adopted the dynos already running there."""
-        runtime = cls(data_dir, bwrap=bwrap or find_bwrap())
+        runtime = cls(data_dir, bwrap=bwrap or find_bwrap(), python=python)
         runtime._root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for directory in sorted(runtime._root.iterdir()):
             runtime._adopt(directory)
@@ -202,7 +235,13 @@ class ProcessRuntime:
         fd = os.open(directory / "launch.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(launch, handle)
-        pid, supervisor = await self._launch(directory)
+        try:
+            pid, supervisor = await self._launch(directory)
+        except (DynoError, OSError) as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(exc, DynoError):
+                raise
+            raise DynoError(f"could not start the dyno's supervisor: {exc}") from exc
         dyno = Dyno(
             id=dyno_id,
             name=spec.name,
@@ -292,6 +331,12 @@ class ProcessRuntime:
             ended = await running.ended
         assert ended.stopped is not None
         return ended.stopped
+
+    async def usage(self, dyno_id: str) -> Usage:
+        running = self._running.get(dyno_id)
+        if running is None:
+            raise DynoNotFound(f"no dyno {dyno_id} runs here")
+        return await asyncio.to_thread(_usage, running.dyno.pid)
 
     async def list(self) -> list[Dyno]:
         return [running.dyno for running in self._running.values()]
