@@ -1,7 +1,9 @@
 """Unpacking slugs once per node into read-only directories that dynos share.
 
 A slug lands in ``<root>/<uid>/<sha256>``: it is checked against its sha256, extracted
-with tarfile's ``data`` filter (no absolute paths, links out of the tree or device files)
+with tarfile's ``tar`` filter (nothing lands outside the tree, no setuid bits) and no
+device files; links may point to absolute paths, since virtualenvs link to the host's
+interpreter and links resolve inside the dyno's sandbox,
 into a temporary directory, given to the app's user (the dyno sees ``/app`` as its own),
 then renamed into place, so a half-unpacked slug is never used. ``<root>/<uid>`` is
 root's alone (mode 0700), so no other app's user can reach it on the host. The same
@@ -37,6 +39,13 @@ class SlugCache:
         return target
 
 
+
+def _slug_filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    checked = tarfile.tar_filter(member, path)
+    if checked.isdev():
+        raise tarfile.FilterError(f"slug member {member.name!r} is a device file")
+    return checked
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -56,7 +65,7 @@ def _unpack(slug: Path, sha256: str, uid: int, target: Path) -> None:
     try:
         try:
             with tarfile.open(slug, "r:*") as tar:
-                tar.extractall(temp, filter="data")
+                tar.extractall(temp, filter=_slug_filter)  # noqa: S202 - filtered
         except (tarfile.TarError, OSError) as exc:
             raise SlugError(f"could not unpack slug {slug}: {exc}") from exc
         os.chmod(temp, 0o755)  # noqa: S103 - /app; its parent keeps others out
