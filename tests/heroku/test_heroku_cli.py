@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ACCEPT, Server
+from conftest import ACCEPT, APPS, Server, git, git_url, make_repo
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -171,3 +171,22 @@ def test_errors_are_shown(heroku: Heroku) -> None:
     assert bad.returncode != 0
     assert "is invalid" in bad.stderr
     assert "Bad_Name" not in [app["name"] for app in heroku.api("/apps")]
+
+
+def test_ps_scale_and_type_after_a_push(heroku: Heroku, tmp_path: Path) -> None:
+    heroku.run("apps:create", "hk-scale", "--no-remote")
+    repo = make_repo(APPS / "procfile-shell", tmp_path / "repo")
+    pushed = git("push", git_url(heroku.server, heroku.token, "hk-scale"), "main", cwd=repo)
+    assert "Released v2" in pushed.stdout
+
+    scaled = heroku.run("ps:scale", "web=2", "worker+1", "-a", "hk-scale")
+    assert "now running web at 2:Standard-1X, worker at 1:Standard-1X" in scaled.stderr
+    formation = {f["type"]: f for f in heroku.api("/apps/hk-scale/formation")}
+    assert (formation["web"]["quantity"], formation["worker"]["quantity"]) == (2, 1)
+
+    heroku.run("ps:type", "worker=standard-2x", "-a", "hk-scale")
+    assert heroku.api("/apps/hk-scale/formation/worker")["size"] == "Standard-2X"
+
+    refused = heroku.run("ps:scale", "nope=1", "-a", "hk-scale", ok=False)
+    assert refused.returncode != 0
+    assert "web, worker" in refused.stderr
