@@ -44,6 +44,21 @@ def check_name(name: str) -> str:
     return name
 
 
+BRANCH = re.compile(r"^(?!.*\.\.)(?!/)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/-]{1,200}$")
+
+
+def check_branch(branch: str) -> str | None:
+    """A valid branch name, or ``None`` (from ``""``) for the default: main, or master."""
+    if not branch:
+        return None
+    if not BRANCH.match(branch) or branch.startswith("-"):
+        raise InvalidParams(
+            f"deploy_branch {branch!r} is not a branch name; use letters, digits, '.', '_', "
+            "'-' and '/' (like production or release/v2)"
+        )
+    return branch
+
+
 def random_name(session: Session) -> str:
     for _ in range(20):
         name = "-".join(

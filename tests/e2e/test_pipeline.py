@@ -7,6 +7,8 @@ import io
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -398,3 +400,65 @@ def test_push_needs_credentials_and_access(deployer: Deployer, tmp_path: Path) -
     assert denied.returncode != 0
     assert "not found" in denied.stdout.lower()
     assert deployer.current(app)["version"] == 1
+
+
+def test_a_configured_deploy_branch_is_the_one_that_deploys(
+    deployer: Deployer, tmp_path: Path
+) -> None:
+    app = deployer.create("prod-branch")
+    env = {
+        **os.environ,
+        "DOCKYARD_API_URL": deployer.server.url,
+        "DOCKYARD_API_KEY": deployer.token,
+        "HOME": str(tmp_path),
+    }
+    cli = [sys.executable, "-m", "dockyard", "git:deploy-branch", "-a", app]
+    set_branch = subprocess.run([*cli, "production"], env=env, capture_output=True, text=True)
+    assert set_branch.returncode == 0, set_branch.stderr
+    shown = subprocess.run(cli, env=env, capture_output=True, text=True)
+    assert shown.stdout.strip() == "production"
+    bad = subprocess.run([*cli, "bad..name"], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "is not a branch name" in bad.stderr
+
+    repo = make_repo(APPS / "procfile-shell", tmp_path / "repo")
+    status, output = deployer.push(repo, app, "main")
+    assert status != 0
+    assert "git push dockyard main:production" in output
+    status, output = deployer.push(repo, app, "main:production")
+    assert status == 0, output
+    assert deployer.current(app)["version"] == 2
+
+    reset = subprocess.run([*cli, "--reset"], env=env, capture_output=True, text=True)
+    assert reset.returncode == 0, reset.stderr
+    assert deployer.client.get(f"/apps/{app}").json()["deploy_branch"] is None
+
+
+def test_a_buildpack_from_a_git_repository(deployer: Deployer, tmp_path: Path) -> None:
+    source = tmp_path / "hello-buildpack"
+    shutil.copytree(BUILDPACKS / "hello", source)
+    git("init", "--quiet", "--initial-branch=stable", cwd=source)
+    git("add", "--all", cwd=source)
+    git("commit", "--quiet", "--message", "buildpack", cwd=source)
+    bare = tmp_path / "hello-buildpack.git"
+    git("clone", "--quiet", "--bare", str(source), str(bare), cwd=tmp_path)
+
+    app = deployer.create("git-buildpack")
+    url = f"file://{bare}#stable"
+    reply = deployer.client.put(
+        f"/apps/{app}/buildpack-installations", json={"updates": [{"buildpack": url}]}
+    )
+    assert reply.status_code == 200, reply.text
+    repo = make_repo(APPS / "custom-buildpack", tmp_path / "repo")
+    status, output = deployer.push(repo, app)
+    assert status == 0, output
+    assert "-----> Hello app detected" in remote_lines(output)
+
+    deployer.client.put(
+        f"/apps/{app}/buildpack-installations",
+        json={"updates": [{"buildpack": f"file://{tmp_path}/missing.git"}]},
+    )
+    commit(repo, "again")
+    status, output = deployer.push(repo, app)
+    assert status != 0
+    assert "neither a buildpack directory" in output

@@ -27,6 +27,10 @@ class AppUpdate(BaseModel):
     name: str | None = None
     maintenance: bool | None = None
     build_stack: str | None = None
+    deploy_branch: str | None = Field(
+        default=None,
+        description="Dockyard: the branch whose pushes deploy; empty for main (or master)",
+    )
 
 
 class CollaboratorCreate(BaseModel):
@@ -79,6 +83,8 @@ def update_app(caller: Authenticated, app: str, body: AppUpdate) -> Json:
             apps.rename(session, user, found, body.name)
         if body.maintenance is not None:
             found.maintenance = body.maintenance
+        if body.deploy_branch is not None:
+            found.deploy_branch = apps.check_branch(body.deploy_branch)
         session.flush()
         return shapes.app(caller.settings, caller.api_url, found)
 

@@ -63,6 +63,7 @@ def app(settings: Settings, api_url: str, value: App) -> Json:
         "owner": user_ref(value.owner),
         "region": {"id": value.region, "name": value.region},
         "maintenance": value.maintenance,
+        "deploy_branch": value.deploy_branch,
         "git_url": f"{api_url.rstrip('/')}/{value.name}.git",
         "web_url": web_url(settings, value),
         "released_at": timestamp(value.released_at),

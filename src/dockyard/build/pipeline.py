@@ -184,12 +184,16 @@ class Builder:
                 if path.name == url.removeprefix("builtin:"):
                     return Buildpack(url, path)
             raise BuildFailed(f"there is no built-in buildpack {url}")
-        if url.startswith("/") or url.startswith("file://"):
-            path = Path(url.removeprefix("file://"))
-            if not (path / "bin" / "compile").is_file():
-                raise BuildFailed(f"buildpack {url} is not a buildpack directory (no bin/compile)")
-            return Buildpack(url, path)
         repository, _, ref = url.partition("#")
+        if repository.startswith(("/", "file://")):
+            path = Path(repository.removeprefix("file://"))
+            if (path / "bin" / "compile").is_file() and not ref:
+                return Buildpack(url, path)
+            if not (path / "HEAD").is_file() and not (path / ".git").exists():
+                raise BuildFailed(
+                    f"buildpack {url} is neither a buildpack directory (with bin/compile) "
+                    "nor a git repository"
+                )
         target = self.checkouts / hashlib.sha256(url.encode()).hexdigest()[:16]
         shutil.rmtree(target, ignore_errors=True)
         command = ["git", "clone", "--quiet", "--depth", "1", *(["--branch", ref] if ref else [])]

@@ -256,4 +256,36 @@ def git_remote(app: str | None, remote: str, use_ssh: bool, ssh_port: int) -> No
     output.message(f"set git remote {remote} to {url}")
 
 
-COMMANDS = (apps_list, apps_create, apps_info, apps_rename, apps_destroy, git_remote)
+
+
+@click.command("git:deploy-branch")
+@click.argument("branch", required=False)
+@click.option("--reset", is_flag=True, help="Go back to the default: main, or master if pushed.")
+@app_options
+def git_deploy_branch(app: str, branch: str | None, reset: bool) -> None:
+    """Show or set the branch whose pushes deploy the app.
+
+    By default pushes to main deploy (or to master, when that is what is pushed); pushes
+    to any other branch are refused. `git:deploy-branch production` makes production the
+    one that deploys; `--reset` goes back to the default.
+    """
+    with connect() as client:
+        if branch is None and not reset:
+            found = client.get(f"/apps/{segment(app)}")
+            output.line(str(found.get("deploy_branch") or "main (or master, when pushed)"))
+            return
+        with output.action(f"Setting the deploy branch of {app}"):
+            client.patch(f"/apps/{segment(app)}", {"deploy_branch": "" if reset else branch})
+    shown = branch if branch and not reset else "main (or master)"
+    output.message(f"Pushes to {shown} deploy {app}")
+
+
+COMMANDS = (
+    apps_list,
+    apps_create,
+    apps_info,
+    apps_rename,
+    apps_destroy,
+    git_remote,
+    git_deploy_branch,
+)
