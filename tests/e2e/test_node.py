@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import re
 import shutil
 import subprocess
-import tarfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from conftest import APPS, Server, api_client, git, git_url, make_repo
+from conftest import APPS, Server, git, git_url, make_repo
+from e2e.deploy import Deployer, Pushed, deployer_for, in_order, members, read_member
 
 pytestmark = pytest.mark.e2e
 
@@ -33,95 +29,17 @@ def host_node() -> str:
     return done.stdout.strip().removeprefix("v")
 
 
-@dataclass
-class Pushed:
-    status: int
-    lines: list[str]
-    output: str
-    seconds: float
-
-
-@dataclass
-class Node:
-    server: Server
-    token: str
-    client: httpx.Client
-
-    def create(self, name: str) -> dict[str, Any]:
-        reply = self.client.post("/apps", json={"name": name})
-        assert reply.status_code == 201, reply.text
-        created: dict[str, Any] = reply.json()
-        return created
-
-    def push(self, repo: Path, app: str, refspec: str = "main") -> Pushed:
-        started = time.monotonic()
-        done = git("push", git_url(self.server, self.token, app), refspec, cwd=repo, check=False)
-        lines = [
-            line.removeprefix("remote: ").rstrip()
-            for line in done.stdout.splitlines()
-            if line.startswith("remote:")
-        ]
-        return Pushed(done.returncode, lines, done.stdout, time.monotonic() - started)
-
-    def current(self, app: str) -> dict[str, Any]:
-        releases: list[dict[str, Any]] = self.client.get(f"/apps/{app}/releases").json()
-        return next(r for r in releases if r["current"])
-
-    def builds(self, app: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self.client.get(f"/apps/{app}/builds").json()
-        return found
-
-    def slug(self, app: str, slug_id: str) -> dict[str, Any]:
-        """The slug's API record, plus ``path``: its blob, named by its SHA-256."""
-        reply = self.client.get(f"/apps/{app}/slugs/{slug_id}")
-        assert reply.status_code == 200, reply.text
-        slug: dict[str, Any] = reply.json()
-        algorithm, _, digest = slug["checksum"].partition(":")
-        assert algorithm == "SHA256"
-        path = self.server.data_dir / "blobs" / "slugs" / f"{digest}.tgz"
-        assert path.is_file(), path
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-        slug["path"] = path
-        return slug
-
-
 @pytest.fixture(scope="module")
-def node(server: Server) -> Iterator[Node]:
-    token = server.create_user("node@example.com")
-    with api_client(server, token) as client:
-        yield Node(server, token, client)
-
-
-def in_order(lines: list[str], expected: list[str]) -> None:
-    """Each expected line (or regex, when it starts with ^) is there, in this order."""
-    at = 0
-    for want in expected:
-        for index in range(at, len(lines)):
-            line = lines[index]
-            if re.fullmatch(want, line) if want.startswith("^") else line == want:
-                at = index + 1
-                break
-        else:
-            raise AssertionError(f"{want!r} not found after line {at} of:\n" + "\n".join(lines))
-
-
-def members(blob: Path) -> dict[str, tarfile.TarInfo]:
-    with tarfile.open(blob) as tar:
-        return {m.name.removeprefix("./"): m for m in tar.getmembers()}
-
-
-def read_member(blob: Path, name: str) -> str:
-    with tarfile.open(blob) as tar:
-        handle = tar.extractfile(f"./{name}")
-        assert handle is not None
-        return handle.read().decode()
+def node(server: Server) -> Iterator[Deployer]:
+    with deployer_for(server, "node@example.com") as node:
+        yield node
 
 
 def cache_files(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
 
 
-def checkout(node: Node, app: str, source: Path, target: Path) -> Path:
+def checkout(node: Deployer, app: str, source: Path, target: Path) -> Path:
     """A copy of ``source`` at what the app's main branch holds now."""
     git("clone", "--quiet", str(source), str(target), cwd=source.parent)
     git("fetch", "--quiet", git_url(node.server, node.token, app), "main", cwd=target)
@@ -139,17 +57,18 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def express(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+def express(node: Deployer, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
     """tests/apps/node-express pushed once; the tests below push it again."""
     app = node.create("node-express")
+    app_id = node.client.get(f"/apps/{app}").json()["id"]
     repo = make_repo(APPS / "node-express", tmp_path_factory.mktemp("express") / "repo")
-    pushed = node.push(repo, app["name"])
+    pushed = node.push(repo, app)
     assert pushed.status == 0, pushed.output
     sha = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
-    return Deployed(app["name"], app["id"], repo, pushed, sha)
+    return Deployed(app, app_id, repo, pushed, sha)
 
 
-def test_express_app_builds_like_heroku(node: Node, express: Deployed) -> None:
+def test_express_app_builds_like_heroku(node: Deployer, express: Deployed) -> None:
     in_order(
         express.first.lines,
         [
@@ -213,7 +132,7 @@ def test_express_app_builds_like_heroku(node: Node, express: Deployed) -> None:
     assert "NODE_ENV=${NODE_ENV:-production}" in profile
 
 
-def test_second_push_reuses_the_cache(node: Node, express: Deployed, tmp_path: Path) -> None:
+def test_second_push_reuses_the_cache(node: Deployer, express: Deployed, tmp_path: Path) -> None:
     repo = checkout(node, express.name, express.repo, tmp_path / "repo")
     npm_cache = node.server.data_dir / "cache" / express.app_id / "npm" / "_cacache"
     before = cache_files(npm_cache)
@@ -247,11 +166,11 @@ def test_second_push_reuses_the_cache(node: Node, express: Deployed, tmp_path: P
     files = members(blob)
     assert "node_modules/express/package.json" in files
     assert not any(name.startswith("node_modules/kleur") for name in files)
-    print(f"node-express push: cold {express.first.seconds:.1f}s, warm {pushed.seconds:.1f}s")
+    print(f"node-express push: cold {express.first.elapsed:.1f}s, warm {pushed.elapsed:.1f}s")
 
 
 def test_engines_node_out_of_range_fails_and_keeps_the_release(
-    node: Node, express: Deployed, tmp_path: Path
+    node: Deployer, express: Deployed, tmp_path: Path
 ) -> None:
     repo = checkout(node, express.name, express.repo, tmp_path / "repo")
     before = node.current(express.name)
@@ -278,8 +197,8 @@ def test_engines_node_out_of_range_fails_and_keeps_the_release(
 
 
 @pytest.mark.parametrize("tool", ["yarn", "pnpm"])
-def test_lockfile_picks_the_package_manager(node: Node, tmp_path: Path, tool: str) -> None:
-    app = node.create(f"node-{tool}")["name"]
+def test_lockfile_picks_the_package_manager(node: Deployer, tmp_path: Path, tool: str) -> None:
+    app = node.create(f"node-{tool}")
     repo = make_repo(APPS / f"node-{tool}", tmp_path / "repo")
     pushed = node.push(repo, app)
     assert pushed.status == 0, pushed.output
@@ -331,9 +250,9 @@ def test_lockfile_picks_the_package_manager(node: Node, tmp_path: Path, tool: st
     ids=["invalid-json", "two-lockfiles", "bad-range"],
 )
 def test_bad_package_json_is_refused_clearly(
-    node: Node, tmp_path: Path, change: dict[str, str], message: str
+    node: Deployer, tmp_path: Path, change: dict[str, str], message: str
 ) -> None:
-    app = node.create(f"node-bad-{uuid.uuid4().hex[:8]}")["name"]
+    app = node.create(f"node-bad-{uuid.uuid4().hex[:8]}")
     source = tmp_path / "source"
     shutil.copytree(APPS / "node-express", source)
     for name, text in change.items():

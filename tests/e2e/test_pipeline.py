@@ -11,66 +11,21 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from conftest import APPS, Server, api_client, git, git_url, make_repo
+from conftest import APPS, Server, git, git_url, make_repo
+from e2e.deploy import Deployer, deployer_for
 
 BUILDPACKS = Path(__file__).parent.parent / "buildpacks"
 
 
-@dataclass
-class Deployer:
-    server: Server
-    token: str
-    client: httpx.Client
-
-    def create(self, name: str) -> str:
-        reply = self.client.post("/apps", json={"name": name})
-        assert reply.status_code == 201, reply.text
-        return name
-
-    def push(self, repo: Path, app: str, *refspec: str) -> tuple[int, str]:
-        done = git(
-            "push",
-            git_url(self.server, self.token, app),
-            *(refspec or ("main",)),
-            cwd=repo,
-            check=False,
-        )
-        return done.returncode, done.stdout
-
-    def releases(self, app: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self.client.get(f"/apps/{app}/releases").json()
-        return found
-
-    def current(self, app: str) -> dict[str, Any]:
-        return next(r for r in self.releases(app) if r["current"])
-
-    def builds(self, app: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self.client.get(f"/apps/{app}/builds").json()
-        return found
-
-    def slug_members(self, release: dict[str, Any]) -> dict[str, tarfile.TarInfo]:
-        """The files of ``release``'s slug, read from the blob store by its checksum."""
-        slug = self.client.get(
-            f"/apps/{release['app']['name']}/slugs/{release['slug']['id']}"
-        ).json()
-        digest = slug["checksum"].removeprefix("SHA256:")
-        blob = self.server.data_dir / "blobs" / "slugs" / f"{digest}.tgz"
-        with tarfile.open(blob) as tar:
-            return {m.name: m for m in tar.getmembers()}
-
-
 @pytest.fixture(scope="module")
 def deployer(server: Server) -> Iterator[Deployer]:
-    token = server.create_user("pusher@example.com")
-    with api_client(server, token) as client:
-        yield Deployer(server, token, client)
+    with deployer_for(server, "pusher@example.com") as deployer:
+        yield deployer
 
 
 def commit(repo: Path, message: str, **files: str) -> str:
@@ -83,21 +38,13 @@ def commit(repo: Path, message: str, **files: str) -> str:
     return git("rev-parse", "HEAD", cwd=repo).stdout.strip()
 
 
-def remote_lines(output: str) -> list[str]:
-    return [
-        line.removeprefix("remote: ").rstrip()
-        for line in output.splitlines()
-        if line.startswith("remote:")
-    ]
-
-
 def test_procfile_app_deploys_with_heroku_output(deployer: Deployer, tmp_path: Path) -> None:
     app = deployer.create("shell-app")
     repo = make_repo(APPS / "procfile-shell", tmp_path / "repo")
     sha = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
-    status, output = deployer.push(repo, app)
-    assert status == 0, output
-    lines = remote_lines(output)
+    pushed = deployer.push(repo, app)
+    assert pushed.status == 0, pushed.output
+    lines = pushed.lines
     expected = [
         "-----> Building on the dockyard-24 stack",
         "-----> Procfile app detected",
@@ -147,9 +94,9 @@ def test_custom_buildpack_from_local_path(deployer: Deployer, tmp_path: Path) ->
         == 200
     )
     repo = make_repo(APPS / "custom-buildpack", tmp_path / "repo")
-    status, output = deployer.push(repo, app)
-    assert status == 0, output
-    lines = remote_lines(output)
+    pushed = deployer.push(repo, app)
+    assert pushed.status == 0, pushed.output
+    lines = pushed.lines
     assert f"-----> Using buildpack: {BUILDPACKS / 'hello'}" in lines
     assert "-----> Hello app detected" in lines
     assert "       build dir is /app" in lines
@@ -161,13 +108,11 @@ def test_custom_buildpack_from_local_path(deployer: Deployer, tmp_path: Path) ->
     assert release["version"] == 3
 
     commit(repo, "again")
-    status, output = deployer.push(repo, app)
-    assert status == 0, output
-    assert "       cache has seen 2 builds" in remote_lines(output), (
-        "the cache persists between builds"
-    )
+    pushed = deployer.push(repo, app)
+    assert pushed.status == 0, pushed.output
+    assert "       cache has seen 2 builds" in pushed.lines, "the cache persists between builds"
     if os.geteuid() == 0:
-        assert "-----> Hello app detected" in remote_lines(output)
+        assert "-----> Hello app detected" in pushed.lines
 
 
 def test_failing_buildpack_rejects_push_and_keeps_release(
@@ -175,8 +120,8 @@ def test_failing_buildpack_rejects_push_and_keeps_release(
 ) -> None:
     app = deployer.create("fails-bp")
     repo = make_repo(APPS / "procfile-shell", tmp_path / "repo")
-    status, output = deployer.push(repo, app)
-    assert status == 0, output
+    pushed = deployer.push(repo, app)
+    assert pushed.status == 0, pushed.output
     before = deployer.current(app)
 
     deployer.client.put(
@@ -184,13 +129,13 @@ def test_failing_buildpack_rejects_push_and_keeps_release(
         json={"updates": [{"buildpack": str(BUILDPACKS / "failing")}]},
     )
     commit(repo, "break it", **{"NEWS": "broken"})
-    status, output = deployer.push(repo, app)
-    assert status != 0
-    lines = remote_lines(output)
+    pushed = deployer.push(repo, app)
+    assert pushed.status != 0
+    lines = pushed.lines
     assert "-----> About to fail" in lines
     assert "       something went wrong" in lines
     assert any("failed to compile the app (exit status 3)" in line for line in lines)
-    assert "pre-receive hook declined" in output
+    assert "pre-receive hook declined" in pushed.output
     assert deployer.current(app)["id"] == before["id"], "the running release is untouched"
     builds = deployer.builds(app)
     assert sorted(b["status"] for b in builds) == ["failed", "succeeded"]
@@ -207,9 +152,9 @@ def test_nothing_detectable_fails_with_advice(deployer: Deployer, tmp_path: Path
     repo.mkdir()
     git("init", "--quiet", "--initial-branch=main", cwd=repo)
     commit(repo, "just a readme", **{"README.md": "# nothing to run\n"})
-    status, output = deployer.push(repo, app)
-    assert status != 0
-    assert "No default language could be detected for this app" in output
+    pushed = deployer.push(repo, app)
+    assert pushed.status != 0
+    assert "No default language could be detected for this app" in pushed.output
     assert deployer.current(app)["version"] == 1
 
 
@@ -218,14 +163,14 @@ def test_app_json_required_variable_and_generated_secret(
 ) -> None:
     app = deployer.create("needs-config")
     repo = make_repo(APPS / "app-json-required", tmp_path / "repo")
-    status, output = deployer.push(repo, app)
-    assert status != 0
-    assert "app.json requires config vars that are not set: API_TOKEN" in output
+    pushed = deployer.push(repo, app)
+    assert pushed.status != 0
+    assert "app.json requires config vars that are not set: API_TOKEN" in pushed.output
     assert deployer.client.get(f"/apps/{app}/config-vars").json() == {}
 
     deployer.client.patch(f"/apps/{app}/config-vars", json={"API_TOKEN": "t0ken"})
-    status, output = deployer.push(repo, app)
-    assert status == 0, output
+    pushed = deployer.push(repo, app)
+    assert pushed.status == 0, pushed.output
     config = deployer.client.get(f"/apps/{app}/config-vars").json()
     assert config["API_TOKEN"] == "t0ken"
     assert config["WELCOME"] == "hi"
@@ -253,9 +198,9 @@ def test_malformed_procfile_is_rejected(
     repo.mkdir()
     git("init", "--quiet", "--initial-branch=main", cwd=repo)
     commit(repo, "bad procfile", Procfile=procfile, **{"run.sh": "#!/bin/sh\n"})
-    status, output = deployer.push(repo, app)
-    assert status != 0
-    assert message in output
+    pushed = deployer.push(repo, app)
+    assert pushed.status != 0
+    assert message in pushed.output
     assert deployer.current(app)["version"] == 1
 
 
@@ -265,9 +210,9 @@ def test_symlink_out_of_the_repo_is_rejected(deployer: Deployer, tmp_path: Path)
     (repo / "passwd").symlink_to("/etc/passwd")
     git("add", "passwd", cwd=repo)
     git("commit", "--quiet", "--message", "link out", cwd=repo)
-    status, output = deployer.push(repo, app)
-    assert status != 0
-    assert "points outside the app" in output
+    pushed = deployer.push(repo, app)
+    assert pushed.status != 0
+    assert "points outside the app" in pushed.output
     assert deployer.current(app)["version"] == 1
 
 
@@ -275,14 +220,14 @@ def test_only_the_deploy_branch_builds(deployer: Deployer, tmp_path: Path) -> No
     app = deployer.create("branches")
     repo = make_repo(APPS / "procfile-shell", tmp_path / "repo")
     git("checkout", "--quiet", "-b", "feature", cwd=repo)
-    status, output = deployer.push(repo, app, "feature")
-    assert status != 0
-    assert "Pushed to non-deploy branch feature" in output
-    assert "git push dockyard feature:main" in output
+    pushed = deployer.push(repo, app, "feature")
+    assert pushed.status != 0
+    assert "Pushed to non-deploy branch feature" in pushed.output
+    assert "git push dockyard feature:main" in pushed.output
     assert deployer.current(app)["version"] == 1
 
-    status, output = deployer.push(repo, app, "feature:main")
-    assert status == 0, output
+    pushed = deployer.push(repo, app, "feature:main")
+    assert pushed.status == 0, pushed.output
     assert deployer.current(app)["version"] == 2
 
 
@@ -290,23 +235,23 @@ def test_master_deploys_when_that_is_what_is_pushed(deployer: Deployer, tmp_path
     app = deployer.create("on-master")
     repo = make_repo(APPS / "procfile-shell", tmp_path / "repo")
     git("branch", "--move", "main", "master", cwd=repo)
-    status, output = deployer.push(repo, app, "master")
-    assert status == 0, output
-    assert "Released v2" in output
+    pushed = deployer.push(repo, app, "master")
+    assert pushed.status == 0, pushed.output
+    assert "Released v2" in pushed.output
 
 
 def test_force_push_of_an_older_commit_deploys_it(deployer: Deployer, tmp_path: Path) -> None:
     app = deployer.create("force-older")
     repo = make_repo(APPS / "procfile-shell", tmp_path / "repo")
     first = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
-    assert deployer.push(repo, app)[0] == 0
+    assert deployer.push(repo, app).status == 0
     second = commit(repo, "second", **{"VERSION": "2"})
-    assert deployer.push(repo, app)[0] == 0
+    assert deployer.push(repo, app).status == 0
     assert deployer.current(app)["description"] == f"Deploy {second[:7]}"
 
     git("reset", "--quiet", "--hard", first, cwd=repo)
-    status, output = deployer.push(repo, app, "--force", "main")
-    assert status == 0, output
+    pushed = deployer.push(repo, app, "--force", "main")
+    assert pushed.status == 0, pushed.output
     current = deployer.current(app)
     assert current["description"] == f"Deploy {first[:7]}"
     assert current["version"] == 4
@@ -317,7 +262,7 @@ def test_concurrent_pushes_serialize_and_history_stays_correct(
 ) -> None:
     app = deployer.create("concurrent")
     base = make_repo(APPS / "procfile-shell", tmp_path / "base")
-    assert deployer.push(base, app)[0] == 0
+    assert deployer.push(base, app).status == 0
     clones = []
     for name in ("one", "two"):
         clone = tmp_path / name
@@ -326,8 +271,8 @@ def test_concurrent_pushes_serialize_and_history_stays_correct(
         clones.append(clone)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda repo: deployer.push(repo, app), clones))
-    outputs = [output for _status, output in results]
-    succeeded = [status == 0 for status, _output in results]
+    outputs = [pushed.output for pushed in results]
+    succeeded = [pushed.status == 0 for pushed in results]
     assert any(succeeded), outputs
     for ok, output in zip(succeeded, outputs, strict=True):
         if not ok:
@@ -422,11 +367,11 @@ def test_a_configured_deploy_branch_is_the_one_that_deploys(
     assert "is not a branch name" in bad.stderr
 
     repo = make_repo(APPS / "procfile-shell", tmp_path / "repo")
-    status, output = deployer.push(repo, app, "main")
-    assert status != 0
-    assert "git push dockyard main:production" in output
-    status, output = deployer.push(repo, app, "main:production")
-    assert status == 0, output
+    pushed = deployer.push(repo, app, "main")
+    assert pushed.status != 0
+    assert "git push dockyard main:production" in pushed.output
+    pushed = deployer.push(repo, app, "main:production")
+    assert pushed.status == 0, pushed.output
     assert deployer.current(app)["version"] == 2
 
     reset = subprocess.run([*cli, "--reset"], env=env, capture_output=True, text=True)
@@ -450,15 +395,15 @@ def test_a_buildpack_from_a_git_repository(deployer: Deployer, tmp_path: Path) -
     )
     assert reply.status_code == 200, reply.text
     repo = make_repo(APPS / "custom-buildpack", tmp_path / "repo")
-    status, output = deployer.push(repo, app)
-    assert status == 0, output
-    assert "-----> Hello app detected" in remote_lines(output)
+    pushed = deployer.push(repo, app)
+    assert pushed.status == 0, pushed.output
+    assert "-----> Hello app detected" in pushed.lines
 
     deployer.client.put(
         f"/apps/{app}/buildpack-installations",
         json={"updates": [{"buildpack": f"file://{tmp_path}/missing.git"}]},
     )
     commit(repo, "again")
-    status, output = deployer.push(repo, app)
-    assert status != 0
-    assert "neither a buildpack directory" in output
+    pushed = deployer.push(repo, app)
+    assert pushed.status != 0
+    assert "neither a buildpack directory" in pushed.output

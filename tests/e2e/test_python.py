@@ -21,60 +21,31 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import APPS, Server, api_client, free_port, git, git_url, make_repo, wait_until
+from conftest import APPS, Server, free_port, git, make_repo, wait_until
 from dockyard.build import interpreters, sandbox
 from dockyard.store import Database, Slug
+from e2e.deploy import Deployer, deployer_for, in_order
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class Pusher:
-    server: Server
-    token: str
-    client: httpx.Client
-
-    def create(self, name: str) -> str:
-        reply = self.client.post("/apps", json={"name": name})
-        assert reply.status_code == 201, reply.text
-        return name
-
-    def push(self, repo: Path, app: str) -> tuple[int, list[str], str]:
-        done = git("push", git_url(self.server, self.token, app), "main", cwd=repo, check=False)
-        lines = [
-            line.removeprefix("remote: ").rstrip()
-            for line in done.stdout.splitlines()
-            if line.startswith("remote:")
-        ]
-        return done.returncode, lines, done.stdout
-
-    def builds(self, app: str) -> list[dict[str, Any]]:
-        reply = self.client.get(f"/apps/{app}/builds")
-        assert reply.status_code in (200, 206), reply.text
-        found: list[dict[str, Any]] = reply.json()
-        return found
-
-    def current(self, app: str) -> dict[str, Any]:
-        releases = self.client.get(f"/apps/{app}/releases").json()
-        return next(r for r in releases if r["current"])
-
-    def unpack_slug(self, release: dict[str, Any], target: Path) -> Path:
-        """The release's slug, unpacked at ``target`` by tar (the venv links to its interpreter)."""
-        database = Database(f"sqlite:///{self.server.data_dir / 'dockyard.db'}")
-        try:
-            with database.transaction() as session:
-                slug = session.get(Slug, uuid.UUID(release["slug"]["id"]))
-                assert slug is not None
-                blob = self.server.data_dir / "blobs" / slug.blob
-        finally:
-            database.dispose()
-        assert re.fullmatch(r"slugs/[0-9a-f]{64}\.tgz", slug.blob)
-        with tarfile.open(blob) as tar:
-            names = set(tar.getnames())
-        assert not any(name == "./.git" or name.startswith("./.git/") for name in names)
-        target.mkdir()
-        subprocess.run(["tar", "-xzf", blob, "-C", target], check=True)
-        return target
+def unpack_slug(server: Server, release: dict[str, Any], target: Path) -> Path:
+    """The release's slug, unpacked at ``target`` by tar (the venv links to its interpreter)."""
+    database = Database(f"sqlite:///{server.data_dir / 'dockyard.db'}")
+    try:
+        with database.transaction() as session:
+            slug = session.get(Slug, uuid.UUID(release["slug"]["id"]))
+            assert slug is not None
+            blob = server.data_dir / "blobs" / slug.blob
+    finally:
+        database.dispose()
+    assert re.fullmatch(r"slugs/[0-9a-f]{64}\.tgz", slug.blob)
+    with tarfile.open(blob) as tar:
+        names = set(tar.getnames())
+    assert not any(name == "./.git" or name.startswith("./.git/") for name in names)
+    target.mkdir()
+    subprocess.run(["tar", "-xzf", blob, "-C", target], check=True)
+    return target
 
 
 @dataclass
@@ -87,32 +58,18 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def pusher(server: Server) -> Iterator[Pusher]:
-    token = server.create_user("python@example.com")
-    with api_client(server, token) as client:
-        yield Pusher(server, token, client)
+def pusher(server: Server) -> Iterator[Deployer]:
+    with deployer_for(server, "python@example.com") as pusher:
+        yield pusher
 
 
 @pytest.fixture(scope="module")
-def flask_app(pusher: Pusher, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+def flask_app(pusher: Deployer, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
     app = pusher.create("flask-pip")
     repo = make_repo(APPS / "flask-pip", tmp_path_factory.mktemp("flask") / "repo")
     sha = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
-    status, lines, _ = pusher.push(repo, app)
-    return Deployed(app, repo, sha, status, lines)
-
-
-def in_order(lines: list[str], expected: list[str]) -> None:
-    """Each expected line appears (exactly, or as a regex when it starts with ^), in order."""
-    at = 0
-    for want in expected:
-        for index in range(at, len(lines)):
-            line = lines[index]
-            if re.fullmatch(want[1:], line) if want.startswith("^") else line == want:
-                at = index + 1
-                break
-        else:
-            raise AssertionError(f"{want!r} not found in order in:\n" + "\n".join(lines))
+    pushed = pusher.push(repo, app)
+    return Deployed(app, repo, sha, pushed.status, pushed.lines)
 
 
 def run_in_slug(slug: Path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -152,7 +109,7 @@ def python_versions() -> list[str]:
 
 
 def test_flask_app_builds_a_virtualenv_slug_that_serves(
-    pusher: Pusher,
+    pusher: Deployer,
     flask_app: Deployed,
     tmp_path: Path,
     serving: list[subprocess.Popen[bytes]],
@@ -185,7 +142,7 @@ def test_flask_app_builds_a_virtualenv_slug_that_serves(
     assert release["description"] == f"Deploy {flask_app.sha[:7]}"
     assert release["slug"]["id"] == build["slug"]["id"]
 
-    slug = pusher.unpack_slug(release, tmp_path / "slug")
+    slug = unpack_slug(pusher.server, release, tmp_path / "slug")
     assert (slug / "Procfile").read_text() == (APPS / "flask-pip" / "Procfile").read_text()
     assert (slug / "app.py").is_file()
     assert list(slug.glob(".venv/lib/python3.*/site-packages/flask/__init__.py"))
@@ -231,15 +188,15 @@ def test_flask_app_builds_a_virtualenv_slug_that_serves(
 
 
 def test_unchanged_requirements_reuse_the_cache_without_downloads(
-    pusher: Pusher, flask_app: Deployed, tmp_path: Path
+    pusher: Deployer, flask_app: Deployed, tmp_path: Path
 ) -> None:
     assert flask_app.status == 0
     before = pusher.current(flask_app.app)["version"]
     git("commit", "--quiet", "--allow-empty", "--message", "Nothing changed", cwd=flask_app.repo)
-    status, lines, _ = pusher.push(flask_app.repo, flask_app.app)
-    assert status == 0, "\n".join(lines)
+    pushed = pusher.push(flask_app.repo, flask_app.app)
+    assert pushed.status == 0, "\n".join(pushed.lines)
     in_order(
-        lines,
+        pushed.lines,
         [
             "-----> Python app detected",
             "-----> Restoring cache",
@@ -251,15 +208,17 @@ def test_unchanged_requirements_reuse_the_cache_without_downloads(
         ],
     )
     assert not [
-        line for line in lines if re.search(r"Downloading|Collecting|Installing Python", line)
+        line
+        for line in pushed.lines
+        if re.search(r"Downloading|Collecting|Installing Python", line)
     ]
-    slug = pusher.unpack_slug(pusher.current(flask_app.app), tmp_path / "slug")
+    slug = unpack_slug(pusher.server, pusher.current(flask_app.app), tmp_path / "slug")
     done = run_in_slug(slug, "/app/.venv/bin/python -c 'import flask, gunicorn'")
     assert done.returncode == 0, done.stderr
 
 
 def test_missing_python_version_fails_listing_what_exists(
-    pusher: Pusher, flask_app: Deployed, tmp_path: Path
+    pusher: Deployer, flask_app: Deployed, tmp_path: Path
 ) -> None:
     assert flask_app.status == 0
     repo = tmp_path / "repo"
@@ -269,25 +228,27 @@ def test_missing_python_version_fails_listing_what_exists(
     git("add", ".python-version", cwd=repo)
     git("commit", "--quiet", "--message", "Ask for Python 3.99", cwd=repo)
     sha = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
-    status, lines, output = pusher.push(repo, flask_app.app)
-    assert status != 0
-    assert " !     Python 3.99 (from .python-version) isn't available on this server." in lines
-    (listing,) = [line for line in lines if "The versions available are:" in line]
+    pushed = pusher.push(repo, flask_app.app)
+    assert pushed.status != 0
+    assert (
+        " !     Python 3.99 (from .python-version) isn't available on this server." in pushed.lines
+    )
+    (listing,) = [line for line in pushed.lines if "The versions available are:" in line]
     for version in python_versions():
         assert version in listing
-    assert "pre-receive hook declined" in output
+    assert "pre-receive hook declined" in pushed.output
     assert pusher.current(flask_app.app)["id"] == before["id"], "the previous release stays current"
     (build,) = [b for b in pusher.builds(flask_app.app) if b["source_blob"]["version"] == sha]
     assert build["status"] == "failed"
 
 
-def test_uv_project_syncs_without_dev_dependencies(pusher: Pusher, tmp_path: Path) -> None:
+def test_uv_project_syncs_without_dev_dependencies(pusher: Deployer, tmp_path: Path) -> None:
     app = pusher.create("uv-app")
     repo = make_repo(APPS / "uv-app", tmp_path / "repo")
-    status, lines, _ = pusher.push(repo, app)
-    assert status == 0, "\n".join(lines)
+    pushed = pusher.push(repo, app)
+    assert pushed.status == 0, "\n".join(pushed.lines)
     in_order(
-        lines,
+        pushed.lines,
         [
             "-----> Python app detected",
             "-----> Using Python 3.11 specified in .python-version",
@@ -299,8 +260,8 @@ def test_uv_project_syncs_without_dev_dependencies(pusher: Pusher, tmp_path: Pat
             "       Released v2",
         ],
     )
-    assert not [line for line in lines if "iniconfig" in line], "dev dependencies stay out"
-    slug = pusher.unpack_slug(pusher.current(app), tmp_path / "slug")
+    assert not [line for line in pushed.lines if "iniconfig" in line], "dev dependencies stay out"
+    slug = unpack_slug(pusher.server, pusher.current(app), tmp_path / "slug")
     assert (slug / "uv.lock").is_file()
     done = run_in_slug(
         slug, "/app/.venv/bin/python -c 'import six, sys; print(sys.version_info[:2])'"
@@ -310,10 +271,10 @@ def test_uv_project_syncs_without_dev_dependencies(pusher: Pusher, tmp_path: Pat
     assert not list(slug.glob(".venv/lib/python3.11/site-packages/iniconfig*"))
 
     git("commit", "--quiet", "--allow-empty", "--message", "Again", cwd=repo)
-    status, lines, _ = pusher.push(repo, app)
-    assert status == 0, "\n".join(lines)
+    pushed = pusher.push(repo, app)
+    assert pushed.status == 0, "\n".join(pushed.lines)
     in_order(
-        lines,
+        pushed.lines,
         [
             "-----> Restoring cache",
             r"^       Using the cached virtualenv \(Python 3\.11[.\d]+; uv\.lock, pyproject.*",
@@ -321,16 +282,18 @@ def test_uv_project_syncs_without_dev_dependencies(pusher: Pusher, tmp_path: Pat
             "       Released v3",
         ],
     )
-    assert not [line for line in lines if re.search(r"Prepared|Downloading|Installed|\+ six", line)]
+    assert not [
+        line for line in pushed.lines if re.search(r"Prepared|Downloading|Installed|\+ six", line)
+    ]
 
     # A changed pyproject.toml makes a new virtualenv, from uv's download cache.
     pyproject = repo / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace("end-to-end tests", "tests"))
     git("commit", "--quiet", "--all", "--message", "Describe it", cwd=repo)
-    status, lines, _ = pusher.push(repo, app)
-    assert status == 0, "\n".join(lines)
+    pushed = pusher.push(repo, app)
+    assert pushed.status == 0, "\n".join(pushed.lines)
     in_order(
-        lines,
+        pushed.lines,
         [
             "-----> Restoring cache",
             "       Discarding the cached virtualenv: pyproject.toml changed",
@@ -340,10 +303,12 @@ def test_uv_project_syncs_without_dev_dependencies(pusher: Pusher, tmp_path: Pat
             "       Released v4",
         ],
     )
-    assert not [line for line in lines if re.search(r"Prepared|Downloading", line)], lines
+    assert not [line for line in pushed.lines if re.search(r"Prepared|Downloading", line)], (
+        pushed.lines
+    )
 
 
-def test_python_version_files_pick_the_interpreter(pusher: Pusher, tmp_path: Path) -> None:
+def test_python_version_files_pick_the_interpreter(pusher: Deployer, tmp_path: Path) -> None:
     def key(version: str) -> tuple[int, ...]:
         return tuple(int(part) for part in version.split("."))
 
@@ -356,16 +321,16 @@ def test_python_version_files_pick_the_interpreter(pusher: Pusher, tmp_path: Pat
     repo = make_repo(APPS / "uv-app", tmp_path / "repo")
     (repo / ".python-version").write_text(f"{minor}\n")
     git("commit", "--quiet", "--all", "--message", f"Python {minor}", cwd=repo)
-    status, lines, _ = pusher.push(repo, app)
-    assert status == 0, "\n".join(lines)
+    pushed = pusher.push(repo, app)
+    assert pushed.status == 0, "\n".join(pushed.lines)
     in_order(
-        lines,
+        pushed.lines,
         [
             f"-----> Using Python {minor} specified in .python-version",
             f"-----> Installing Python {newest}",
         ],
     )
-    slug = pusher.unpack_slug(pusher.current(app), tmp_path / "slug")
+    slug = unpack_slug(pusher.server, pusher.current(app), tmp_path / "slug")
     config = (slug / ".venv/pyvenv.cfg").read_text()
     assert re.search(rf"^version(_info)? = {re.escape(newest)}", config, re.MULTILINE), config
 
@@ -374,17 +339,19 @@ def test_python_version_files_pick_the_interpreter(pusher: Pusher, tmp_path: Pat
     (repo / "runtime.txt").write_text(f"python-{oldest}\n")
     git("add", "runtime.txt", cwd=repo)
     git("commit", "--quiet", "--message", f"Python {oldest}", cwd=repo)
-    status, lines, _ = pusher.push(repo, app)
-    assert status == 0, "\n".join(lines)
+    pushed = pusher.push(repo, app)
+    assert pushed.status == 0, "\n".join(pushed.lines)
     cache = (
         [f"       Discarding the cached virtualenv: Python changed from {newest} to {oldest}"]
         if oldest != newest
         else [r"^       Using the cached virtualenv \(Python [\d.]+; uv\.lock, pyproject\.toml .*"]
     )
-    in_order(lines, [f"-----> Using Python {oldest} specified in runtime.txt", *cache])
+    in_order(pushed.lines, [f"-----> Using Python {oldest} specified in runtime.txt", *cache])
     # uv's download cache lives in the build cache: six is not fetched again.
-    assert not [line for line in lines if re.search(r"Prepared|Downloading", line)], lines
-    slug = pusher.unpack_slug(pusher.current(app), tmp_path / "slug2")
+    assert not [line for line in pushed.lines if re.search(r"Prepared|Downloading", line)], (
+        pushed.lines
+    )
+    slug = unpack_slug(pusher.server, pusher.current(app), tmp_path / "slug2")
     done = run_in_slug(
         slug, "/app/.venv/bin/python -c 'import six, platform; print(platform.python_version())'"
     )
@@ -392,32 +359,32 @@ def test_python_version_files_pick_the_interpreter(pusher: Pusher, tmp_path: Pat
     assert done.stdout.strip() == oldest
 
 
-def test_more_than_one_package_manager_file_is_refused(pusher: Pusher, tmp_path: Path) -> None:
+def test_more_than_one_package_manager_file_is_refused(pusher: Deployer, tmp_path: Path) -> None:
     app = pusher.create("two-managers")
     repo = make_repo(APPS / "uv-app", tmp_path / "repo")
     (repo / "requirements.txt").write_text("six==1.17.0\n")
     git("add", "requirements.txt", cwd=repo)
     git("commit", "--quiet", "--message", "Both", cwd=repo)
-    status, lines, _ = pusher.push(repo, app)
-    assert status != 0
-    assert "-----> Python app detected" in lines
-    (message,) = [line for line in lines if "more than one package manager file" in line]
+    pushed = pusher.push(repo, app)
+    assert pushed.status != 0
+    assert "-----> Python app detected" in pushed.lines
+    (message,) = [line for line in pushed.lines if "more than one package manager file" in line]
     assert "requirements.txt, uv.lock" in message
     assert "Keep the one for the tool you use" in message
     assert pusher.current(app)["version"] == 1
 
 
-def test_django_collectstatic_runs_with_config_vars(pusher: Pusher, tmp_path: Path) -> None:
+def test_django_collectstatic_runs_with_config_vars(pusher: Deployer, tmp_path: Path) -> None:
     app = pusher.create("python-django")
     reply = pusher.client.patch(
         f"/apps/{app}/config-vars", json={"DJANGO_SECRET_KEY": "not-secret"}
     )
     assert reply.status_code == 200, reply.text
     repo = make_repo(APPS / "python-django", tmp_path / "repo")
-    status, lines, _ = pusher.push(repo, app)
-    assert status == 0, "\n".join(lines)
+    pushed = pusher.push(repo, app)
+    assert pushed.status == 0, "\n".join(pushed.lines)
     in_order(
-        lines,
+        pushed.lines,
         [
             "-----> Installing requirements with pip",
             "-----> $ python manage.py collectstatic --noinput",
@@ -425,18 +392,18 @@ def test_django_collectstatic_runs_with_config_vars(pusher: Pusher, tmp_path: Pa
             "       Released v3",
         ],
     )
-    slug = pusher.unpack_slug(pusher.current(app), tmp_path / "slug")
+    slug = unpack_slug(pusher.server, pusher.current(app), tmp_path / "slug")
     assert (slug / "staticfiles/admin/css/base.css").is_file()
 
     reply = pusher.client.patch(f"/apps/{app}/config-vars", json={"DISABLE_COLLECTSTATIC": "1"})
     assert reply.status_code == 200, reply.text
     git("commit", "--quiet", "--allow-empty", "--message", "Again", cwd=repo)
-    status, lines, _ = pusher.push(repo, app)
-    assert status == 0, "\n".join(lines)
+    pushed = pusher.push(repo, app)
+    assert pushed.status == 0, "\n".join(pushed.lines)
     assert (
         "-----> Skipping Django collectstatic since the env var DISABLE_COLLECTSTATIC is set."
-        in lines
+        in pushed.lines
     )
-    assert not [line for line in lines if "static files copied" in line]
-    slug = pusher.unpack_slug(pusher.current(app), tmp_path / "slug2")
+    assert not [line for line in pushed.lines if "static files copied" in line]
+    slug = unpack_slug(pusher.server, pusher.current(app), tmp_path / "slug2")
     assert not (slug / "staticfiles").exists()

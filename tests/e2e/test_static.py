@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,85 +11,23 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from conftest import APPS, Server, api_client, free_port, git, git_url, make_repo
+from conftest import APPS, Server, free_port, git, make_repo
 from dockyard.build import sandbox
 from dockyard.build.sandbox import Identity, Mount
+from e2e.deploy import Deployer, deployer_for, in_order, members, read_member
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class Pushed:
-    status: int
-    lines: list[str]
-    output: str
-
-
-@dataclass
-class Sites:
-    server: Server
-    token: str
-    client: httpx.Client
-
-    def create(self, name: str) -> str:
-        reply = self.client.post("/apps", json={"name": name})
-        assert reply.status_code == 201, reply.text
-        return name
-
-    def push(self, repo: Path, app: str) -> Pushed:
-        done = git("push", git_url(self.server, self.token, app), "main", cwd=repo, check=False)
-        lines = [
-            line.removeprefix("remote: ").rstrip()
-            for line in done.stdout.splitlines()
-            if line.startswith("remote:")
-        ]
-        return Pushed(done.returncode, lines, done.stdout)
-
-    def current(self, app: str) -> dict[str, Any]:
-        releases: list[dict[str, Any]] = self.client.get(f"/apps/{app}/releases").json()
-        return next(r for r in releases if r["current"])
-
-    def builds(self, app: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self.client.get(f"/apps/{app}/builds").json()
-        return found
-
-    def slug(self, app: str, slug_id: str) -> dict[str, Any]:
-        """The slug's API record, plus ``path``: its blob, named by its SHA-256."""
-        reply = self.client.get(f"/apps/{app}/slugs/{slug_id}")
-        assert reply.status_code == 200, reply.text
-        slug: dict[str, Any] = reply.json()
-        algorithm, _, digest = slug["checksum"].partition(":")
-        assert algorithm == "SHA256"
-        path = self.server.data_dir / "blobs" / "slugs" / f"{digest}.tgz"
-        assert path.is_file(), path
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-        slug["path"] = path
-        return slug
-
-
 @pytest.fixture(scope="module")
-def sites(server: Server) -> Iterator[Sites]:
-    token = server.create_user("static@example.com")
-    with api_client(server, token) as client:
-        yield Sites(server, token, client)
-
-
-def in_order(lines: list[str], expected: list[str]) -> None:
-    at = 0
-    for want in expected:
-        try:
-            at = lines.index(want, at) + 1
-        except ValueError:
-            raise AssertionError(
-                f"{want!r} not found after line {at} of:\n" + "\n".join(lines)
-            ) from None
+def sites(server: Server) -> Iterator[Deployer]:
+    with deployer_for(server, "static@example.com") as sites:
+        yield sites
 
 
 class Dyno:
@@ -149,7 +86,7 @@ def unpack(blob: Path, target: Path) -> int:
     return uid
 
 
-def test_static_site_deploys_and_serves(sites: Sites, tmp_path: Path) -> None:
+def test_static_site_deploys_and_serves(sites: Deployer, tmp_path: Path) -> None:
     app = sites.create("static-site")
     repo = make_repo(APPS / "static-site", tmp_path / "repo")
     sha = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
@@ -188,11 +125,8 @@ def test_static_site_deploys_and_serves(sites: Sites, tmp_path: Path) -> None:
     assert slug["commit"] == sha
     assert slug["buildpack_provided_description"] == "Static HTML"
     blob = slug["path"]
-    with tarfile.open(blob) as tar:
-        files = {m.name.removeprefix("./"): m for m in tar.getmembers()}
-        config = tar.extractfile("./.dockyard/static/nginx.conf")
-        assert config is not None
-        conf = config.read().decode()
+    files = members(blob)
+    conf = read_member(blob, ".dockyard/static/nginx.conf")
     assert {"public/index.html", ".dockyard/static/mime.types"} <= set(files)
     assert files[".dockyard/static/start"].mode & 0o111, "the start script is executable"
     assert "listen @PORT@;" in conf
@@ -231,7 +165,7 @@ def test_static_site_deploys_and_serves(sites: Sites, tmp_path: Path) -> None:
     assert '"GET /about HTTP/1.1" 200' in output, "the access log goes to the dyno's output"
 
 
-def test_index_html_at_the_root_is_a_static_site(sites: Sites, tmp_path: Path) -> None:
+def test_index_html_at_the_root_is_a_static_site(sites: Deployer, tmp_path: Path) -> None:
     app = sites.create("static-plain")
     source = tmp_path / "source"
     source.mkdir()
@@ -246,11 +180,7 @@ def test_index_html_at_the_root_is_a_static_site(sites: Sites, tmp_path: Path) -
     (build,) = sites.builds(app)
     slug = sites.slug(app, build["slug"]["id"])
     assert slug["process_types"] == {"web": ".dockyard/static/start"}
-    blob = slug["path"]
-    with tarfile.open(blob) as tar:
-        config = tar.extractfile("./.dockyard/static/nginx.conf")
-        assert config is not None
-        conf = config.read().decode()
+    conf = read_member(slug["path"], ".dockyard/static/nginx.conf")
     assert 'root "@APP@";' in conf
     assert "location = /static.json { return 404; }" in conf
 
@@ -270,7 +200,7 @@ def test_index_html_at_the_root_is_a_static_site(sites: Sites, tmp_path: Path) -
     ids=["invalid-json", "root-outside", "root-missing", "error-page-missing", "bad-flag"],
 )
 def test_bad_static_json_is_refused_clearly(
-    sites: Sites, tmp_path: Path, static_json: str, message: str
+    sites: Deployer, tmp_path: Path, static_json: str, message: str
 ) -> None:
     app = sites.create(f"static-bad-{uuid.uuid4().hex[:8]}")
     source = tmp_path / "source"
