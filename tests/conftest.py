@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -172,12 +173,27 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Ser
 
 
 def stop_server(server: Server) -> None:
+    """Stop the server, then the dynos it started (they outlive it by design)."""
     server.process.terminate()
     try:
         server.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+    asyncio.run(stop_dynos(server.data_dir))
+
+
+async def stop_dynos(data_dir: Path) -> None:
+    from dockyard.runtime.process import ProcessRuntime
+
+    if not (data_dir / "dynos").exists():
+        return
+    runtime = await ProcessRuntime.open(data_dir)
+    try:
+        for dyno in await runtime.list():
+            await runtime.stop(dyno.id, grace=2)
+    finally:
+        await runtime.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,11 @@
 """``dockyard server``: the control plane as one asyncio process.
 
-It runs the API (with the smart HTTP git receiver) and the git-over-SSH receiver; later
-parts (reconciler, router manager) join them as tasks of the same loop. Migrations run
-before the API accepts requests, and SSH listens before the API, so ``/healthz`` answering
-means the server is ready.
+It runs the API (with the smart HTTP git receiver), the git-over-SSH receiver and the
+reconciler (which runs the dynos); later parts (router manager) join them as tasks of the
+same loop. Migrations run before the API accepts requests, and SSH listens before the API,
+so ``/healthz`` answering means the server is ready. The reconciler starts as a task and
+does not hold up ``/healthz``; stopping the server leaves the dynos running, and the next
+server adopts them.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from dockyard.api import create_api
 from dockyard.receive.ssh import SSHReceiver
+from dockyard.reconciler import Reconciler
+from dockyard.runtime import DynoError
+from dockyard.runtime.process import ProcessRuntime
 from dockyard.settings import Settings
 from dockyard.store import Database, migrate
 
@@ -51,12 +57,31 @@ async def serve(settings: Settings) -> None:
     with _stop_on_signals(server):
         try:
             await ssh.start()
+            reconciler: Reconciler | None = None
             try:
+                reconciler = await _start_reconciler(settings, database, api)
                 await server.serve()
             finally:
+                if reconciler is not None:
+                    await reconciler.close()
                 await ssh.stop()
         finally:
             database.dispose()
+
+
+async def _start_reconciler(
+    settings: Settings, database: Database, api: FastAPI
+) -> Reconciler | None:
+    """The reconciler on the process runtime, started; None (and a warning) without one."""
+    try:
+        runtime = await ProcessRuntime.open(settings.data_dir)
+    except DynoError as exc:
+        log.warning("dynos will not run: %s", exc.message)
+        return None
+    reconciler = Reconciler(database, api.state.builds.blobs, runtime)
+    api.state.reconciler = reconciler
+    await reconciler.start()
+    return reconciler
 
 
 @contextlib.contextmanager

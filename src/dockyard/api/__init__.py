@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard import __version__
-from dockyard.api import account, apps, builds, formation, releases
+from dockyard.api import account, apps, builds, dynos, formation, releases
 from dockyard.blobs import open_store
 from dockyard.build.pipeline import Builder, Limits
 from dockyard.builds import BuildService
@@ -250,6 +250,7 @@ def create_api(settings: Settings, database: Database) -> FastAPI:
     api.include_router(releases.router)
     api.include_router(builds.router)
     api.include_router(formation.router)
+    api.include_router(dynos.router)
     api.include_router(receive_http.router)
     api.router.routes.append(
         Route("/{app}.git/{rest:path}", receive_http.GitBackend(), methods=["GET", "POST"])

@@ -1,4 +1,5 @@
-"""``ps``, ``ps:scale``, ``ps:type``: an app's process types, their quantity and size."""
+"""``ps``, ``ps:scale``, ``ps:type``: an app's process types, their quantity and size, and
+the dynos that run them."""
 
 from __future__ import annotations
 
@@ -76,16 +77,19 @@ def _no_types(app: str) -> ClientError:
 @app_options
 @json_option
 def ps(app: str, as_json: bool) -> None:
-    """Show an app's process types: command, size and how many dynos of each.
+    """Show an app's process types and each dyno's state and age.
 
     \b
     Example:
       $ dockyard ps -a my-app
       === web (Standard-1X): gunicorn app:app (1)
+      web.1: up 2026/01/05 10:00:00 +0000 (~ 1m ago)
+
       === worker (Standard-1X): python worker.py (0)
     """
     with connect() as client:
         found = _formation(client, app)
+        running: list[Json] = client.get(f"/apps/{segment(app)}/dynos") if found else []
     if as_json:
         output.json(found)
         return
@@ -98,6 +102,20 @@ def ps(app: str, as_json: bool) -> None:
         output.header(
             f"{entry['type']} ({entry['size']}): {entry['command']} ({entry['quantity']})"
         )
+        shown = [d for d in running if d["type"] == entry["type"]]
+        for dyno in shown:
+            output.line(_dyno_line(dyno))
+        if shown:
+            output.line()
+
+
+def _dyno_line(dyno: Json) -> str:
+    """``web.1: up 2026/01/05 10:00:00 +0000 (~ 1m ago)``, as Heroku's ``ps`` shows a dyno."""
+    text = f"{dyno['name']}: {dyno['state']} {output.when(dyno.get('updated_at'))}"
+    retry_in = dyno.get("retry_in")
+    if dyno["state"] == "crashed" and isinstance(retry_in, int | float) and retry_in > 0:
+        text += f", restarts within {max(1, round(retry_in))}s of the crash"
+    return text
 
 
 @click.command("ps:scale")
