@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from dockyard import releases
 from dockyard.accounts import get_user, parse_uuid
 from dockyard.errors import Conflict, Forbidden, InvalidParams, NotFound
+from dockyard.settings import Settings
 from dockyard.store import App, Collaborator, User
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
@@ -33,6 +34,12 @@ _NOUNS = (
     "island", "jetty", "lagoon", "mast", "pier", "reef", "sail", "shore", "tide",
     "wave", "wharf",
 )  # fmt: skip
+
+
+def web_url(settings: Settings, name: str) -> str:
+    """Where the router serves the app ``name``: ``http://<name>.<domain>[:port]/``."""
+    port = "" if settings.http_port == 80 else f":{settings.http_port}"
+    return f"http://{name}.{settings.domain}{port}/"
 
 
 def check_name(name: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from dockyard import formation, releases
+from dockyard import apps, formation, releases
 from dockyard.blobs import BlobStore
 from dockyard.build.pipeline import Builder, BuildFailed, Job, Result
 from dockyard.build.slug import SlugTooLarge
@@ -166,7 +166,8 @@ class BuildService:
                 version = await asyncio.to_thread(self._release, build_id, result)
                 await output.add("-----> Launching...")
                 await output.add(f"       Released v{version}")
-                await output.add(f"       {self._web_url(app_name)} deployed to Dockyard")
+                url = apps.web_url(self.settings, app_name)
+                await output.add(f"       {url} deployed to Dockyard")
                 await output.close()
                 if after is not None:
                     await after()
@@ -260,10 +261,6 @@ class BuildService:
             if build is not None:
                 build.status = "failed"
                 build.failure = reason
-
-    def _web_url(self, app_name: str) -> str:
-        port = "" if self.settings.http_port == 80 else f":{self.settings.http_port}"
-        return f"http://{app_name}.{self.settings.domain}{port}/"
 
     async def follow(self, build_id: uuid.UUID) -> AsyncIterator[str]:
         """Every output line of the build: replayed, then live until it ends."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from dockyard import apps
 from dockyard.settings import Settings
 from dockyard.store import App, Collaborator, Release, SSHKey, Token, User
 from dockyard.store.models import Resource
@@ -21,11 +22,6 @@ def times(resource: Resource) -> Json:
         "created_at": timestamp(resource.created_at),
         "updated_at": timestamp(resource.updated_at),
     }
-
-
-def web_url(settings: Settings, app: App) -> str:
-    port = "" if settings.http_port == 80 else f":{settings.http_port}"
-    return f"http://{app.name}.{settings.domain}{port}/"
 
 
 def account(user: User) -> Json:
@@ -65,7 +61,7 @@ def app(settings: Settings, api_url: str, value: App) -> Json:
         "maintenance": value.maintenance,
         "deploy_branch": value.deploy_branch,
         "git_url": f"{api_url.rstrip('/')}/{value.name}.git",
-        "web_url": web_url(settings, value),
+        "web_url": apps.web_url(settings, value.name),
         "released_at": timestamp(value.released_at),
         "archived_at": None,
         "acm": False,
