@@ -65,6 +65,7 @@ def start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], st
         "DOCKYARD_DATA_DIR": str(data_dir),
         "DOCKYARD_API_LISTEN": f"127.0.0.1:{port}",
         "DOCKYARD_SSH_PORT": str(free_port()),
+        "DOCKYARD_HTTP_PORT": str(free_port()),  # its router's, not the shared port 80
     }
     with log.open("wb") as output:
         server = subprocess.Popen(
@@ -151,6 +152,10 @@ def run_all(scratch: Path, runs: int) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        # The server's HAProxy outlives it by design; the bench stops the one it started.
+        from dockyard.router import haproxy
+
+        haproxy.stop(haproxy.Paths(scratch / "data" / "router"))
 
     print()
     print(f"Flask sample, push to release, median of {runs} runs each:")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -28,6 +29,42 @@ POSTGRES_ADMIN = os.environ.get(
 )
 DOCKYARD = [sys.executable, "-m", "dockyard"]
 ACCEPT = "application/vnd.heroku+json; version=3"
+
+
+# Under xdist (scripts/test runs pytest -n N), tests go to workers a module at a time, so a
+# module's fixtures (a server, a deployed app) are made once; the tests that share the host's
+# Docker engine (the stack image, the swarm it joins) all go to one worker, one after another.
+# Slow modules are handed out first, so that none of them starts last.
+DOCKER_MODULES = ("tests/swarm/", "tests/e2e/test_docker.py", "tests/runtime/test_docker.py")
+SLOW = ("tests/e2e/", "tests/addons/", "tests/acm/", "tests/heroku/", "tests/cli/")
+
+
+def work_group(nodeid: str) -> str:
+    """The unit of work a test belongs to: ``docker``, or its module's path."""
+    path = nodeid.split("::", 1)[0]
+    params = nodeid.partition("[")[2]
+    if path.startswith(DOCKER_MODULES) or "docker" in params.rstrip("]").split("-"):
+        return "docker"
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Groups(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_group(nodeid)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            def weight(scope: str) -> tuple[int, int]:
+                slow = 2 if scope == "docker" else int(scope.startswith(SLOW))
+                return slow, len(self.workqueue[scope])
+
+            self.workqueue.move_to_end(max(self.workqueue, key=weight), last=False)
+            super()._assign_work_unit(node)
+
+    return Groups(config, log)
 
 
 def free_port() -> int:
@@ -138,20 +175,39 @@ class Server:
     data_dir: Path
     process: subprocess.Popen[bytes]
 
+    @property
+    def http_port(self) -> int:
+        """The router's port (HAProxy's)."""
+        return int(self.env["DOCKYARD_HTTP_PORT"])
+
+    @property
+    def https_port(self) -> int:
+        """The router's HTTPS port."""
+        return int(self.env["DOCKYARD_HTTPS_PORT"])
+
     def create_user(self, email: str, *, admin: bool = False) -> str:
         command = [*DOCKYARD, "admin:create-user", email, *(["--admin"] if admin else [])]
         done = subprocess.run(command, env=self.env, capture_output=True, text=True, check=True)
         return done.stdout.strip()
 
 
-def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+def start_server(
+    data_dir: Path, extra_env: dict[str, str] | None = None, *, port: int | None = None
+) -> Server:
+    """A server on ``data_dir``; its API on ``port`` (a free one when not given)."""
+    port = port or free_port()
     env = {
         **os.environ,
         "DOCKYARD_DATA_DIR": str(data_dir),
         "DOCKYARD_API_LISTEN": f"127.0.0.1:{port}",
         # Each server also listens for git over SSH; a port of its own, not the shared 2222.
         "DOCKYARD_SSH_PORT": str(free_port()),
+        # ... and its router (HAProxy) for HTTP and HTTPS: not the shared 80 and 443.
+        "DOCKYARD_HTTP_PORT": str(free_port()),
+        "DOCKYARD_HTTPS_PORT": str(free_port()),
+        # No test server orders certificates from Let's Encrypt: a closed loopback port, unless
+        # the test runs its own ACME CA (tests/acm).
+        "DOCKYARD_ACME_DIRECTORY": "https://127.0.0.1:9/directory",
         **(extra_env or {}),
     }
     with (data_dir.parent / f"server-{port}.log").open("wb") as log:
@@ -168,24 +224,45 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Ser
         except httpx.TransportError:
             return False
 
-    wait_until(healthy, timeout=60)
+    try:
+        wait_until(healthy, timeout=60)
+    except BaseException:
+        # What it started before it failed (HAProxy, dynos) outlives it: stop that too.
+        process.kill()
+        process.wait()
+        asyncio.run(stop_dynos(data_dir))
+        stop_router(data_dir)
+        raise
     return Server(url, env, data_dir, process)
 
 
 def stop_server(server: Server) -> None:
-    """Stop the server, then the dynos it started (they outlive it by design)."""
+    """Stop the server, then the dynos and the HAProxy it started (they outlive it by design)."""
     server.process.terminate()
     try:
         server.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
-    asyncio.run(stop_dynos(server.data_dir))
+    try:
+        asyncio.run(stop_dynos(server.data_dir))
+    finally:
+        stop_router(server.data_dir)
+
+
+def stop_router(data_dir: Path) -> None:
+    from dockyard.router import haproxy
+
+    haproxy.stop(haproxy.Paths(data_dir / "router"))
 
 
 async def stop_dynos(data_dir: Path) -> None:
     from dockyard.runtime.process import ProcessRuntime
 
+    if (data_dir / "docker").exists():  # DOCKYARD_RUNTIME=docker: its containers
+        from docker_support import remove_containers_under
+
+        await asyncio.to_thread(remove_containers_under, data_dir)
     if not (data_dir / "dynos").exists():
         return
     runtime = await ProcessRuntime.open(data_dir)

@@ -148,6 +148,11 @@ def test_ipv6_listen_address_splits_into_host_and_port(monkeypatch: pytest.Monke
         ("DOCKYARD_SSH_PORT", "ssh", "integer"),
         ("DOCKYARD_RUNTIME", "kubernetes", "'process', 'docker' or 'swarm'"),
         ("DOCKYARD_RUNTIME", "Docker", "'process', 'docker' or 'swarm'"),
+        ("DOCKYARD_DRAIN_BUFFER_LINES", "0", "at least 1"),
+        ("DOCKYARD_DRAIN_CA_FILE", "/nonexistent/ca.pem", "PEM file of CA certificates"),
+        ("DOCKYARD_ACME_DIRECTORY", "acme-v02.api.letsencrypt.org", "ACME directory URL"),
+        ("DOCKYARD_ACME_CA_FILE", "/nonexistent/ca.pem", "PEM file of CA certificates"),
+        ("DOCKYARD_ACME_DNS_HOOK", "/nonexistent/dns-hook", "executable file"),
     ],
 )
 def test_each_bad_value_is_named_with_what_to_do(

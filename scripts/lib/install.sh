@@ -6,12 +6,20 @@
 #   find_python          PYTHON=a Python >= 3.11 (python3.13, 3.12, 3.11, python3; else apt)
 #   ensure_debian CMD=PKG ...   apt-get install the PKGs whose CMD is not on PATH
 #   ensure_venv [EXTRAS] .venv with the package installed editable, pinned by constraints.txt
-#   ensure_platform      bubblewrap, setpriv, Node.js, nginx and Debian's python3-venv:
-#                        what builds and dynos use
+#   ensure_platform      bubblewrap, setpriv, Node.js, nginx, HAProxy and Debian's
+#                        python3-venv: what builds, dynos and the router use
+#                        (and redis-server, PostgreSQL, MariaDB, psql and redis-cli for
+#                        add-ons; wrk for bench/router.py)
 #   ensure_heroku_cli    the official Heroku CLI under .cache/heroku-cli; exports
 #                        DOCKYARD_TEST_HEROKU_CLI
 #   ensure_postgres      PostgreSQL answering at 127.0.0.1:5432 (installed and started
 #                        with trust auth for local TCP if there is none)
+#   ensure_docker        Debian's docker.io and debootstrap (the docker runtime and its
+#                        stack image), dockerd answering on /var/run/docker.sock
+#   ensure_swarm         Debian's docker-registry (the registry on a swarm's manager), and
+#                        ip, nsenter, unshare and socat for the two-node swarm tests
+#   ensure_pebble        Debian's pebble: the ACME test server (and pebble-challtestsrv,
+#                        its mock DNS) that the automated-certificate tests run on loopback
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VENV="$REPO/.venv"
@@ -129,7 +137,7 @@ _warn_unpinned() {
     fi
 }
 
-# Starting no service while installing: Debian's nginx would otherwise start on port 80.
+# Starting no service while installing: Debian's nginx or HAProxy would otherwise take port 80.
 _no_service_starts() {
     local guard=/usr/sbin/policy-rc.d made=""
     if [ ! -e "$guard" ]; then
@@ -141,16 +149,39 @@ _no_service_starts() {
     if [ -n "$made" ]; then as_root rm -f "$guard"; fi
 }
 
-# What apps are built and run with: bubblewrap and setpriv for the sandbox, Node.js for the
-# nodejs buildpack, nginx for static sites, and Debian's Python with venv for Python apps.
+# What apps are built, run and routed with: bubblewrap and setpriv for the sandbox, Node.js
+# for the nodejs buildpack, nginx for static sites, HAProxy for the router, and Debian's
+# Python with venv for Python apps.
 ensure_platform() {
     ensure_debian git=git bwrap=bubblewrap setpriv=util-linux node=nodejs npm=npm
+    # curl (with HTTP/2): scripts/quickstart's checks and the HTTPS tests.
+    ensure_debian curl=curl
     if [ ! -x /usr/sbin/nginx ]; then
         _no_service_starts apt_install nginx-light
+    fi
+    # The router; dockyard server starts its own HAProxy, never Debian's service.
+    if [ ! -x /usr/sbin/haproxy ]; then
+        _no_service_starts apt_install haproxy
     fi
     if ! { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; }; then
         apt_install python3 python3-venv
     fi
+    # Add-ons: redis-server runs a Redis per add-on; psql and redis-cli serve pg:psql and
+    # redis:cli. Debian's redis-server would start its own service on 6379: it must not.
+    if ! command -v redis-server >/dev/null; then
+        _no_service_starts apt_install redis-server
+    fi
+    ensure_debian psql=postgresql-client redis-cli=redis-tools
+    # Add-ons without an operator's server: the platform runs its own PostgreSQL (initdb,
+    # postgres) and MariaDB (mariadb-install-db, mariadbd); Debian's services must not start.
+    if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+        _no_service_starts apt_install postgresql
+    fi
+    if ! command -v mariadb-install-db >/dev/null; then
+        _no_service_starts apt_install mariadb-server
+    fi
+    # bench/router.py's load generator.
+    ensure_debian wrk=wrk
 }
 
 ensure_heroku_cli() {
@@ -168,6 +199,12 @@ ensure_heroku_cli() {
     fi
     export DOCKYARD_TEST_HEROKU_CLI="$HEROKU_CLI_DIR/node_modules/.bin/heroku"
     [ -x "$DOCKYARD_TEST_HEROKU_CLI" ] || die "the Heroku CLI did not install: $DOCKYARD_TEST_HEROKU_CLI is missing"
+}
+
+# The tests start their own pebble and pebble-challtestsrv, on free ports; the package
+# runs no service.
+ensure_pebble() {
+    ensure_debian pebble=pebble pebble-challtestsrv=pebble
 }
 
 _postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
@@ -194,6 +231,46 @@ ensure_postgres() {
         as_root pg_ctlcluster --skip-systemctl-redirect "${cluster##*/}" main start || true
     done
     _wait_for 30 _postgres_up || die "PostgreSQL does not answer at 127.0.0.1:5432 (see /var/log/postgresql/)"
+}
+
+# The docker runtime (docs/docker.md): Debian's Docker Engine, and debootstrap for the stack
+# image. Without an init system to start it, dockerd runs in the background (pid file
+# /run/docker.pid, log /var/log/dockerd.log). A daemon.json of our own, only when there is
+# none: published ports bind to loopback unless told otherwise. Nothing is pulled.
+DOCKERD_LOG=/var/log/dockerd.log
+
+_docker_up() { as_root docker version >/dev/null 2>&1; }
+
+ensure_docker() {
+    if [ ! -x /usr/sbin/dockerd ] || [ ! -x /usr/sbin/debootstrap ]; then
+        _no_service_starts apt_install docker.io debootstrap
+    fi
+    if [ ! -e /etc/docker/daemon.json ]; then
+        as_root mkdir -p /etc/docker
+        printf '{\n  "ip": "127.0.0.1",\n  "log-driver": "json-file"\n}\n' \
+            | as_root tee /etc/docker/daemon.json >/dev/null
+    fi
+    _docker_up && return
+    if [ -d /run/systemd/system ]; then
+        say "starting docker (systemd)"
+        as_root systemctl start docker || true
+        _wait_for 60 _docker_up && return
+    fi
+    say "starting dockerd in the background (log: $DOCKERD_LOG)"
+    as_root sh -c 'setsid /usr/sbin/dockerd --pidfile /run/docker.pid </dev/null >>"$1" 2>&1 &' \
+        sh "$DOCKERD_LOG"
+    _wait_for 60 _docker_up || die "dockerd did not start (see $DOCKERD_LOG)"
+}
+
+# The swarm runtime (docs/swarm.md): Debian's docker-registry, the registry a swarm's nodes
+# pull release images from (not started: the manager runs it with a config of its own; the
+# tests start their own). ip, nsenter and unshare make the tests' second node; socat is the
+# server and client in their test image.
+ensure_swarm() {
+    if [ ! -x /usr/bin/docker-registry ]; then
+        _no_service_starts apt_install docker-registry
+    fi
+    ensure_debian ip=iproute2 nsenter=util-linux unshare=util-linux socat=socat
 }
 
 # Tests connect as postgres@127.0.0.1 without a password, as on the CI machines; only

@@ -22,6 +22,7 @@ from dockyard.store import App, Collaborator, User
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
 STACK = "dockyard-24"
 REGION = "local"
+MAX_ROUTER_TIMEOUT = 3600  # seconds: an app's own router timeouts go up to an hour
 UID_BASE = 1_000_000  # each app's builds and dynos run as its own Unix uid, from this range
 UID_RANGE = 1 << 30
 _ADJECTIVES = (

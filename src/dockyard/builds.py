@@ -3,6 +3,9 @@
 :class:`BuildService` lives in the server. It records each build, runs the builder,
 keeps the output (live for followers, and on disk for replay), stores the slug in the
 blob store and makes release vN. A build that fails leaves the current release as it was.
+When the slug declares a release command, the build (and a git push with it) waits for the
+release phase (:mod:`dockyard.release_phase`) and prints its output; the build succeeded
+whatever the release phase does, as on Heroku.
 """
 
 from __future__ import annotations
@@ -15,17 +18,21 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 
 from dockyard import apps, formation, releases
 from dockyard.blobs import BlobStore
+from dockyard.build.appjson import AddonSpec
 from dockyard.build.pipeline import Builder, BuildFailed, Job, Result
 from dockyard.build.slug import SlugTooLarge
 from dockyard.errors import DockyardError, InvalidParams, NotFound
 from dockyard.settings import Settings
 from dockyard.store import App, Build, Database, Slug, User
+
+if TYPE_CHECKING:
+    from dockyard.release_phase import ReleasePhase
 
 log = logging.getLogger("dockyard.builds")
 T = TypeVar("T")
@@ -40,9 +47,12 @@ class Output:
     lines: list[str] = field(default_factory=list)
     done: bool = False
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    echo: Callable[[str], None] | None = None  # each line also goes there (the app's logs)
 
     async def add(self, line: str) -> None:
         self.lines.append(line)
+        if self.echo is not None:
+            self.echo(line)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
         async with self.changed:
@@ -56,6 +66,16 @@ class Output:
         self.done = True
         async with self.changed:
             self.changed.notify_all()
+
+
+@dataclass(frozen=True)
+class Released:
+    """The release a build made."""
+
+    id: uuid.UUID
+    version: int
+    status: str  # succeeded, or pending: it waits for a release phase
+    release_command: bool  # its slug declares one
 
 
 class BuildService:
@@ -73,6 +93,18 @@ class BuildService:
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._live: dict[uuid.UUID, Output] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Set by the server when dynos can run: a push then waits for its release phase.
+        self.release_phase: ReleasePhase | None = None
+        # Set by the server: each line of a build's output, for the app's logs (app[build]).
+        self.log_output: Callable[[uuid.UUID, str], None] | None = None
+        # Set by the API: Heroku's app[api] lines for the app's logs (Build started by …,
+        # Build succeeded, Build failed), as dockyard.logs.announce.api words them.
+        self.announce: Callable[[uuid.UUID, str, str, str | None], None] | None = None
+        # Set by the API: on an app's first deploy, provisions the add-ons app.json declares
+        # (dockyard.addons.Addons.provision_declared) before the release is made.
+        self.provision_addons: (
+            Callable[[uuid.UUID, tuple[AddonSpec, ...], Emit], Awaitable[None]] | None
+        ) = None
 
     def background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``work`` (a build) on its own; it is kept until it ends."""
@@ -129,8 +161,24 @@ class BuildService:
             session.add(build)
             session.flush()
             build_id: uuid.UUID = build.id
-        self._live[build_id] = Output(self.outputs_dir / f"{build_id}.log")
+        self._live[build_id] = Output(self.outputs_dir / f"{build_id}.log", echo=self._echo(app_id))
         return build_id
+
+    def _said(self, app_id: uuid.UUID | None, app_name: str) -> Callable[[str, str | None], None]:
+        """Say ``message`` (by a user) in the app's logs as app[api], when the API listens."""
+        announce = self.announce
+
+        def said(message: str, by: str | None) -> None:
+            if announce is not None and app_id is not None:
+                announce(app_id, app_name, message, by)
+
+        return said
+
+    def _echo(self, app_id: uuid.UUID) -> Callable[[str], None] | None:
+        log_output = self.log_output
+        if log_output is None:
+            return None
+        return lambda line: log_output(app_id, line)
 
     async def run(
         self,
@@ -147,6 +195,8 @@ class BuildService:
         (a git push waits there for git to update its branch).
         """
         output = self._live[build_id]
+        released = False
+        said = self._said(None, "")  # the app's, once it is known
         try:
             with self.database.transaction() as session:
                 build = session.get(Build, build_id)
@@ -156,6 +206,9 @@ class BuildService:
                 if app is None:
                     raise NotFound("the app was destroyed")
                 app_id, app_name = app.id, app.name
+                user = session.get(User, build.user_id) if build.user_id else None
+                said = self._said(app_id, app_name)
+                said("Build started", user.email if user else None)
             lock = self.lock(app_id)
             if lock.locked():
                 await output.add(f"-----> Waiting for another build of {app_name} to finish...")
@@ -163,25 +216,32 @@ class BuildService:
                 if before is not None:
                     await before()
                 result = await self._build(build_id, source, output.add)
-                version = await asyncio.to_thread(self._release, build_id, result)
-                await output.add("-----> Launching...")
-                await output.add(f"       Released v{version}")
-                url = apps.web_url(self.settings, app_name)
-                await output.add(f"       {url} deployed to Dockyard")
+                if self.provision_addons is not None and result.app_json is not None:
+                    await self.provision_addons(build_id, result.app_json.addons, output.add)
+                made = await asyncio.to_thread(self._release, build_id, result)
+                released = True
+                said("Build succeeded", None)
+                await self._launch(app_name, made, output.add)
                 await output.close()
                 if after is not None:
                     await after()
             return True
         except (BuildFailed, SlugTooLarge, DockyardError) as exc:
-            await self._fail(build_id, output, exc.message)
+            await self._fail(build_id, output, exc.message, said)
             return False
         except asyncio.CancelledError:
-            await self._fail(build_id, output, "the build was cancelled (the push was interrupted)")
+            if not released:  # else the build succeeded, and its release phase goes on
+                await self._fail(
+                    build_id, output, "the build was cancelled (the push was interrupted)", said
+                )
             raise
         except Exception as exc:
             log.exception("build %s failed unexpectedly", build_id)
             await self._fail(
-                build_id, output, f"internal error ({type(exc).__name__}); see the server log"
+                build_id,
+                output,
+                f"internal error ({type(exc).__name__}); see the server log",
+                said,
             )
             return False
         finally:
@@ -208,7 +268,28 @@ class BuildService:
             )
         return await self.builder.run(job, emit)
 
-    def _release(self, build_id: uuid.UUID, result: Result) -> int:
+    async def _launch(self, app_name: str, made: Released, emit: Emit) -> None:
+        """Say the release is made; wait for its release phase and postdeploy script."""
+        await emit("-----> Launching...")
+        if made.release_command:
+            await emit(
+                " !     Release command declared: this new release will not be available until "
+                "the command succeeds."
+            )
+        await emit(f"       Released v{made.version}")
+        await emit(f"       {apps.web_url(self.settings, app_name)} deployed to Dockyard")
+        if self.release_phase is not None:
+            try:
+                await self.release_phase.report(made.id, emit)
+            except DockyardError as exc:
+                await emit(f" !     The release phase could not be followed: {exc.message}")
+        elif made.release_command:
+            await emit(
+                " !     This server cannot run dynos (see its log), so the release command was "
+                f"skipped and v{made.version} is current without it."
+            )
+
+    def _release(self, build_id: uuid.UUID, result: Result) -> Released:
         """Store the slug and make the release, all in one transaction."""
         key = f"slugs/{result.slug.sha256}.tgz"
         if not self.blobs.exists(key):
@@ -229,6 +310,7 @@ class BuildService:
                 commit=build.source_version,
                 buildpack_provided_description=result.description,
                 stack=build.stack,
+                postdeploy=result.app_json.scripts.get("postdeploy") if result.app_json else None,
             )
             session.add(slug)
             session.flush()
@@ -240,27 +322,56 @@ class BuildService:
             user = session.get(User, build.user_id) if build.user_id else None
             version = build.source_version or ""
             description = f"Deploy {version[:7]}" if version else "Deploy"
-            release = releases.create(session, app, description, config, user=user, slug_id=slug.id)
-            formation.sync(
+            release = releases.create(
                 session,
                 app,
-                result.process_types,
-                app.formation_defaults,
-                limit=self.settings.max_quantity,
+                description,
+                config,
+                user=user,
+                slug_id=slug.id,
+                release_phase=self.release_phase is not None,
             )
+            if release.current:
+                formation.sync(
+                    session,
+                    app,
+                    result.process_types,
+                    app.formation_defaults,
+                    limit=self.settings.max_quantity,
+                )
+            else:
+                # The formation follows the slug once the release deploys; app.json's
+                # formation is checked now, failing the build as it would without a release
+                # phase.
+                formation.check_defaults(app.formation_defaults, self.settings.max_quantity)
             build.status = "succeeded"
             build.slug_id = slug.id
             build.release_id = release.id
-            return release.version
+            return Released(
+                release.id,
+                release.version,
+                release.status,
+                formation.RELEASE_TYPE in result.process_types,
+            )
 
-    async def _fail(self, build_id: uuid.UUID, output: Output, reason: str) -> None:
+    async def _fail(
+        self,
+        build_id: uuid.UUID,
+        output: Output,
+        reason: str,
+        said: Callable[[str, str | None], None],
+    ) -> None:
         await output.add(f" !     {reason}")
         await output.add(" !     Push rejected; the current release is unchanged.")
+        failed = False
         with contextlib.suppress(DockyardError), self.database.transaction() as session:
             build = session.get(Build, build_id)
-            if build is not None:
+            if build is not None and build.status != "succeeded":
                 build.status = "failed"
                 build.failure = reason
+                failed = True
+        if failed:
+            said("Build failed", None)
 
     async def follow(self, build_id: uuid.UUID) -> AsyncIterator[str]:
         """Every output line of the build: replayed, then live until it ends."""

@@ -9,6 +9,7 @@
     ├── Conflict              409 conflict
     ├── PayloadTooLarge       413 payload_too_large
     ├── InvalidParams         422 invalid_params
+    ├── AddonFailed           503 addon_failed: an add-on's server failed or refused
     ├── SettingsError         the server's configuration is invalid (not an API error)
     └── StoreError            500 store_error: the state store failed or is unreachable
 
@@ -71,6 +72,13 @@ class PayloadTooLarge(DockyardError):
 class InvalidParams(DockyardError):
     status = 422
     id = "invalid_params"
+
+
+class AddonFailed(DockyardError):
+    """An add-on provider's server is down or refused to provision, rotate or deprovision."""
+
+    status = 503
+    id = "addon_failed"
 
 
 class SettingsError(DockyardError):

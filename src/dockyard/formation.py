@@ -18,6 +18,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -171,10 +172,48 @@ def _new_quantity(kind: str, current: int, asked: int | str, limit: int) -> int:
     return _check_quantity(kind, int(text), limit)
 
 
-def scale(session: Session, app: App, updates: Sequence[Update], *, limit: int) -> list[Formation]:
+def node_memory_mb(configured: int | None) -> int:
+    """What all dynos together may be given: ``DOCKYARD_NODE_MEMORY_MB``, else the machine's."""
+    if configured is not None:
+        return configured
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == "MemTotal":
+            return int(value.split()[0]) // 1024
+    raise RuntimeError("/proc/meminfo has no MemTotal")
+
+
+def _check_capacity(
+    session: Session, planned: Sequence[tuple[Formation, int, str]], capacity_mb: int
+) -> None:
+    """Refuse a formation whose dynos, with every other app's, need more memory than there is."""
+    changed = {row.id: (quantity, size) for row, quantity, size in planned}
+    total = 0
+    for row in session.scalars(select(Formation)):
+        quantity, size = changed.get(row.id, (row.quantity, row.size))
+        total += quantity * (SIZES.get(size) or SIZES[DEFAULT_SIZE]).memory_mb
+    if total > capacity_mb and any(q > 0 for _row, q, _size in planned):
+        asked = " ".join(f"{row.type}={q}:{SIZES[s].label}" for row, q, s in planned)
+        raise InvalidParams(
+            f"{asked} does not fit: with every app's dynos, this server would need {total} MB "
+            f"of dyno memory and has {capacity_mb} MB (DOCKYARD_NODE_MEMORY_MB). Scale "
+            "something down, use a smaller size, or add memory."
+        )
+
+
+def scale(
+    session: Session,
+    app: App,
+    updates: Sequence[Update],
+    *,
+    limit: int,
+    capacity_mb: int | None = None,
+) -> list[Formation]:
     """Apply ``updates``, all or none; return the changed rows in the order given.
 
-    The caller holds the app's row lock, as a build's :func:`sync` does.
+    With ``capacity_mb``, a change that makes every app's dynos together need more memory
+    than that is refused (scaling down always works). The caller holds the app's row lock,
+    as a build's :func:`sync` does.
     """
     rows = {row.type: row for row in listing(session, app)}
     planned: list[tuple[Formation, int, str]] = []
@@ -199,6 +238,8 @@ def scale(session: Session, app: App, updates: Sequence[Update], *, limit: int) 
             quantity = _new_quantity(update.type, row.quantity, update.quantity, limit)
         size = row.size if update.size is None else find_size(update.size).name
         planned.append((row, quantity, size))
+    if capacity_mb is not None:
+        _check_capacity(session, planned, capacity_mb)
     for row, quantity, size in planned:
         row.quantity = quantity
         row.size = size
@@ -220,8 +261,7 @@ def sync(
     "standard-2x"}}``), applied to types that are new; a bad size or quantity anywhere in it
     raises :class:`InvalidParams`, failing the release. The caller holds the app's row lock.
     """
-    # Every entry is checked, not just those of new types: a mistake in app.json shows at once.
-    chosen = {kind: _defaults(kind, spec, limit) for kind, spec in (defaults or {}).items()}
+    chosen = check_defaults(defaults, limit)
     rows = {row.type: row for row in listing(session, app)}
     wanted = {kind: command for kind, command in process_types.items() if kind != RELEASE_TYPE}
     for kind, row in rows.items():
@@ -238,6 +278,15 @@ def sync(
         )
     session.flush()
     return listing(session, app)
+
+
+def check_defaults(defaults: Mapping[str, Any] | None, limit: int) -> dict[str, tuple[int, str]]:
+    """``app.json``'s ``formation`` as (quantity, size) per type; raises InvalidParams.
+
+    Every entry is checked, not just those of new types: a mistake in app.json shows at once,
+    also when a release phase delays :func:`sync`.
+    """
+    return {kind: _defaults(kind, spec, limit) for kind, spec in (defaults or {}).items()}
 
 
 def _defaults(kind: str, spec: object, limit: int) -> tuple[int, str]:

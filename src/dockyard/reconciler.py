@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ from sqlalchemy import select
 from dockyard.backoff import Backoff, Clock
 from dockyard.blobs import BlobStore
 from dockyard.errors import DockyardError
+from dockyard.events import Events
+from dockyard.formation import DEFAULT_SIZE
 from dockyard.runtime import Dyno, DynoError, DynoNotFound, DynoSpec, Exit, Runtime
 from dockyard.store import App, Database, Formation, Release, Slug
 
@@ -78,6 +81,16 @@ class DynoState:
     booted: asyncio.Future[bool] | None = None
     status: int | None = None  # the exit status of a crashed dyno
     retry_in: float | None = None  # seconds from ``since`` until a crashed dyno restarts
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A web dyno that accepts connections: where the router may send the app's requests."""
+
+    dyno: str  # web.1
+    release_version: int
+    host: str
+    port: int
 
 
 @dataclass
@@ -138,8 +151,10 @@ class Reconciler:
         backoff: Backoff | None = None,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
+        events: Events | None = None,
     ) -> None:
         self.database = database
+        self.events = events or Events()
         self.blobs = blobs
         self.runtime = runtime
         self.interval = interval
@@ -149,16 +164,26 @@ class Reconciler:
         self.wall = wall
         self.backoff = backoff or Backoff(clock=clock)
         self._poked = asyncio.Event()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._apps: dict[uuid.UUID, _AppWork] = {}
         self._states: dict[str, DynoState] = {}  # by dyno id, for dynos that run
         self._crashed: dict[tuple[str, str], DynoState] = {}  # by (app id, dyno name)
         self._tasks: list[asyncio.Task[None]] = []
         self._side: set[asyncio.Task[None]] = set()
+        self._ended: dict[str, asyncio.Future[Exit]] = {}  # one-off dynos someone waits for
+        self._endpoints: dict[str, frozenset[Endpoint]] = {}  # by app id
+        self._endpoints_version = 0
+        self._endpoints_event = asyncio.Event()
+        # Called with a web dyno's endpoint after it left the set and before its SIGTERM,
+        # to let the router finish the requests it sent there (see :meth:`drain_with`).
+        self._drain: Callable[[str, Endpoint], Awaitable[None]] | None = None
+        self._pass_hooks: list[Callable[[], Awaitable[None]]] = []  # see :meth:`each_pass`
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the loop and the exit watcher as tasks; returns at once."""
+        self._event_loop = asyncio.get_running_loop()
         self._tasks = [
             asyncio.create_task(self._loop(), name="reconciler"),
             asyncio.create_task(self.handle_exits(), name="reconciler-exits"),
@@ -177,18 +202,22 @@ class Reconciler:
         await self.runtime.close()
 
     def poke(self) -> None:
-        """Run a pass soon: something changed."""
-        self._poked.set()
+        """Run a pass soon: something changed. Safe to call from any thread."""
+        if self._event_loop is None:
+            self._poked.set()
+        else:
+            self._event_loop.call_soon_threadsafe(self._poked.set)
 
     # -- what the API shows ------------------------------------------------------------------
 
     async def dynos(self, app_id: uuid.UUID) -> list[DynoState]:
-        """The app's formation dynos that run, and the crashed ones waiting to restart."""
+        """The app's dynos that run (one-off ones too), and crashed ones waiting to restart."""
         running = [d for d in await self.runtime.list() if d.app_id == str(app_id)]
         shown: list[DynoState] = []
         names = set()
         for dyno in running:
             if dyno.process_type in ONE_OFF:
+                shown.append(DynoState("up", dyno.started_at, dyno))
                 continue
             state = self._states.get(dyno.id) or DynoState("starting", dyno.started_at, dyno)
             shown.append(state)
@@ -199,16 +228,70 @@ class Reconciler:
         shown.sort(key=lambda s: (s.dyno.process_type, _index(s.dyno), s.dyno.started_at))
         return shown
 
+    def endpoints(self, app_id: uuid.UUID) -> frozenset[Endpoint]:
+        """The app's healthy web endpoints: web dynos that are up, and not being stopped.
+
+        The set gains a new dyno once it accepts connections, and loses an old one before it
+        is sent SIGTERM, so during a rollout it never runs empty while old dynos serve.
+        """
+        return self._endpoints.get(str(app_id), frozenset())
+
+    async def endpoints_changed(self, seen: int) -> int:
+        """Wait until some app's endpoints differ from version ``seen``; the new version.
+
+        A watcher (the router) loops: ``seen = await endpoints_changed(seen)``, then reads
+        :meth:`endpoints`. Version 0 is the empty start, so the first call returns at once
+        when any web dyno is up.
+        """
+        while self._endpoints_version == seen:
+            self._endpoints_event.clear()
+            await self._endpoints_event.wait()
+        return self._endpoints_version
+
+    def drain_with(self, drain: Callable[[str, Endpoint], Awaitable[None]]) -> None:
+        """Have ``drain(app_id, endpoint)`` run before each web dyno of the set is stopped.
+
+        The router passes one that stops sending new requests to the endpoint and returns
+        once the requests in flight there have finished (or a deadline passed).
+        """
+        self._drain = drain
+
+    def _publish(self, app_id: str) -> None:
+        """Recompute the app's endpoints from the dynos' states; tell watchers of a change."""
+        now = frozenset(
+            Endpoint(s.dyno.name, s.dyno.release_version, "127.0.0.1", s.dyno.port)
+            for s in self._states.values()
+            if s.dyno.app_id == app_id
+            and s.dyno.process_type == "web"
+            and s.state == "up"
+            and s.dyno.port is not None
+        )
+        if now != self._endpoints.get(app_id, frozenset()):
+            if now:
+                self._endpoints[app_id] = now
+            else:
+                self._endpoints.pop(app_id, None)
+            self._endpoints_version += 1
+            self._endpoints_event.set()
+
     async def restart(self, app_id: uuid.UUID, which: str | None = None) -> None:
         """Stop the app's dynos (all, one type, or one by name); the next pass starts new ones.
 
-        A restart forgets the crash counts it touches.
+        A restart forgets the crash counts it touches. One-off dynos stop only when named
+        (``run.4821``), and are not started again.
         """
         work = self._work(app_id)
         key = str(app_id)
 
         def matches(name: str) -> bool:
             return which is None or which in (name, name.rpartition(".")[0])
+
+        one_offs = [
+            d
+            for d in await self.runtime.list()
+            if d.app_id == key and d.process_type in ONE_OFF and d.name == which
+        ]
+        await self._stop_all(one_offs, "stopped")
 
         self.backoff.reset(lambda k: isinstance(k, tuple) and k[0] == key and matches(k[1]))
         self._forget_crashes(key, matches)
@@ -224,6 +307,79 @@ class Reconciler:
     def restart_soon(self, app_id: uuid.UUID, which: str | None = None) -> None:
         """:meth:`restart` as a task of its own: the caller does not wait out the grace."""
         self._spawn(self.restart(app_id, which))
+
+    # -- one-off dynos ---------------------------------------------------------------------
+
+    async def one_off(
+        self,
+        desired: Desired,
+        kind: str,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        size: str = DEFAULT_SIZE,
+        attach: bool = False,
+        tty: bool = False,
+    ) -> Dyno:
+        """Start a one-off dyno (``run.N``, ``release.N``) of ``desired``'s release.
+
+        It is never restarted; :meth:`wait` gives its exit. ``env`` adds to the release's
+        config vars.
+        """
+        assert kind in ONE_OFF, kind
+        key = str(desired.app_id)
+        taken = {d.name for d in await self.runtime.list() if d.app_id == key}
+        number = secrets.randbelow(9000) + 1000
+        while f"{kind}.{number}" in taken:
+            number = secrets.randbelow(9000) + 1000
+        spec = DynoSpec(
+            app_id=key,
+            app_name=desired.app_name,
+            app_uid=desired.app_uid,
+            release_version=desired.version,
+            slug_path=self.blobs.path(desired.slug_blob),
+            slug_sha256=desired.slug_sha256,
+            process_type=kind,
+            name=f"{kind}.{number}",
+            command=command,
+            env={**desired.config, **(env or {})},
+            size=size,
+            attach=attach,
+            tty=tty,
+        )
+        dyno = await self.runtime.start(spec)
+        self._say(dyno, f"Starting process with command `{command}`")
+        self._ended[dyno.id] = asyncio.get_running_loop().create_future()
+        return dyno
+
+    async def wait(self, dyno_id: str) -> Exit:
+        """The exit of a one-off dyno, once it ends (one adopted after a restart too)."""
+        ended = self._ended.get(dyno_id)
+        if ended is None:
+            if not any(d.id == dyno_id for d in await self.runtime.list()):
+                raise DynoNotFound(f"no dyno {dyno_id} runs here")
+            ended = self._ended.setdefault(dyno_id, asyncio.get_running_loop().create_future())
+        return await asyncio.shield(ended)
+
+    # -- work that other parts do on each pass ---------------------------------------------
+
+    def each_pass(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Have ``hook()`` run at the start of every pass, periodic or poked.
+
+        A hook must return quickly, starting long work as tasks of its own. The release phase
+        (:mod:`dockyard.release_phase`) finds pending releases this way, also after a restart.
+        """
+        self._pass_hooks.append(hook)
+
+    async def _run_pass_hooks(self) -> None:
+        for hook in self._pass_hooks:
+            try:
+                await hook()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The dynos of every app still converge; the hook is tried again next pass.
+                log.exception("a reconciler pass hook failed")
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -243,6 +399,7 @@ class Reconciler:
 
     async def reconcile_all(self) -> None:
         """One pass over every app; each app's work runs as its own task."""
+        await self._run_pass_hooks()
         desired = await asyncio.to_thread(read_desired, self.database)
         running = await self.runtime.list()
         app_ids = set(desired) | {uuid.UUID(d.app_id) for d in running}
@@ -376,10 +533,16 @@ class Reconciler:
         try:
             dyno = await self.runtime.start(dyno_spec)
         except DynoError as exc:
-            log.error("%s %s: could not start: %s", desired.app_name, name, exc.message)
+            self.events.emit(
+                str(desired.app_id),
+                desired.app_name,
+                name,
+                f"Error: the dyno could not start: {exc.message}",
+                level=logging.ERROR,
+            )
             self._record_crash(str(desired.app_id), name, None, None, None)
             return None
-        log.info("%s %s: Starting process with command `%s`", desired.app_name, name, spec.command)
+        self._say(dyno, f"Starting process with command `{spec.command}`")
         self._crashed.pop((dyno.app_id, name), None)
         self._track(dyno)
         return dyno
@@ -407,16 +570,16 @@ class Reconciler:
         while self._states.get(dyno.id) is state:
             if await _accepts(dyno.port):
                 state.state, state.since = "up", self.wall()
-                log.info("%s %s: State changed from starting to up", dyno.app_name, dyno.name)
+                self._publish(dyno.app_id)
+                self._say(dyno, "State changed from starting to up")
                 state.booted.set_result(True)
                 return
             if self.clock() >= deadline:
-                log.error(
-                    "%s %s: Error R10 (Boot timeout) -> Web process failed to bind to $PORT "
-                    "within %g seconds of launch",
-                    dyno.app_name,
-                    dyno.name,
-                    self.boot_timeout,
+                self._say(
+                    dyno,
+                    "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within "
+                    f"{self.boot_timeout:g} seconds of launch",
+                    logging.ERROR,
                 )
                 self._states.pop(dyno.id, None)
                 self._record_crash(dyno.app_id, dyno.name, dyno, None, "R10")
@@ -433,26 +596,38 @@ class Reconciler:
         await asyncio.gather(*(self._stop(dyno, why) for dyno in dynos))
 
     async def _stop(self, dyno: Dyno, why: str) -> None:
-        log.info("%s %s: Stopping all processes with SIGTERM (%s)", dyno.app_name, dyno.name, why)
+        self._say(dyno, f"Stopping all processes with SIGTERM ({why})")
         state = self._states.pop(dyno.id, None)
+        self._publish(dyno.app_id)  # out of the router's set before SIGTERM
         if state is not None and state.booted is not None and not state.booted.done():
             state.booted.set_result(False)
+        was_up = state is not None and state.state == "up" and dyno.port is not None
+        if was_up and dyno.process_type == "web" and self._drain is not None:
+            assert dyno.port is not None
+            endpoint = Endpoint(dyno.name, dyno.release_version, "127.0.0.1", dyno.port)
+            try:
+                await self._drain(dyno.app_id, endpoint)
+            except Exception:
+                log.exception("draining %s %s failed; stopping it anyway", dyno.app_name, dyno.name)
         try:
             stopped = await self.runtime.stop(dyno.id, self.grace)
         except DynoNotFound:
             return
         except DockyardError as exc:
-            log.error("%s %s: could not stop: %s", dyno.app_name, dyno.name, exc.message)
+            self._say(dyno, f"Error: the dyno could not be stopped: {exc.message}", logging.ERROR)
             return
         if stopped.grace_exceeded:
-            log.error(
-                "%s %s: Error R12 (Exit timeout) -> At least one process failed to exit within "
-                "%g seconds of SIGTERM",
-                dyno.app_name,
-                dyno.name,
-                self.grace,
+            self._say(
+                dyno,
+                "Error R12 (Exit timeout) -> At least one process failed to exit within "
+                f"{self.grace:g} seconds of SIGTERM",
+                logging.ERROR,
             )
-        log.info("%s %s: Process exited with status %s", dyno.app_name, dyno.name, stopped.status)
+        self._say(dyno, f"Process exited with status {stopped.status}")
+
+    def _say(self, dyno: Dyno, message: str, level: int = logging.INFO) -> None:
+        """A platform event about ``dyno``: ``dockyard[web.1]: message`` in its app's logs."""
+        self.events.emit(dyno.app_id, dyno.app_name, dyno.name, message, level=level)
 
     # -- crashes ---------------------------------------------------------------------------
 
@@ -463,15 +638,25 @@ class Reconciler:
 
     def _exited(self, ended: Exit) -> None:
         dyno = ended.dyno
+        waiter = self._ended.pop(dyno.id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(ended)
+        # The kernel killed it for going over its size's memory (the runtime's limit).
+        memory = ended.reason == "memory" and ended.stopped is None
+        if memory:
+            self._say(dyno, "Error R15 (Memory quota vastly exceeded)", logging.ERROR)
+        if dyno.process_type in ONE_OFF:
+            self._say(dyno, f"Process exited with status {ended.status}")
         state = self._states.pop(dyno.id, None)
+        self._publish(dyno.app_id)
         if state is not None and state.booted is not None and not state.booted.done():
             state.booted.set_result(False)
         if ended.stopped is not None or dyno.process_type in ONE_OFF:
             return
         if state is None and (dyno.app_id, dyno.name) in self._crashed:
             return  # already counted (R10)
-        log.info("%s %s: Process exited with status %s", dyno.app_name, dyno.name, ended.status)
-        self._record_crash(dyno.app_id, dyno.name, dyno, ended.status, None)
+        self._say(dyno, f"Process exited with status {ended.status}")
+        self._record_crash(dyno.app_id, dyno.name, dyno, ended.status, "R15" if memory else None)
         self.poke()
 
     def _record_crash(
@@ -480,12 +665,11 @@ class Reconciler:
         key: Hashable = (app_id, name)
         crashes = self.backoff.crashed(key)
         wait = max(0.0, crashes.retry_at - self.clock())
-        log.info(
-            "%s %s: State changed to crashed (crash %d in a row, restarting in %.0fs)",
+        self.events.emit(
+            app_id,
             dyno.app_name if dyno is not None else f"app {app_id}",
             name,
-            crashes.count,
-            wait,
+            f"State changed to crashed (crash {crashes.count} in a row, restarting in {wait:.0f}s)",
         )
         if dyno is not None:
             self._crashed[(app_id, name)] = DynoState(

@@ -4,6 +4,13 @@ A release is immutable: a version number, the config it runs with and (once buil
 exist) a slug. Every config change and every rollback makes release v(N+1) in the
 same transaction as the change, with the app's row locked, so two concurrent
 changes can neither lose an update nor share a version.
+
+A release whose slug declares a ``release`` process type is made ``pending``: it deploys
+(becomes ``current``) only once its release phase succeeds, and a release made while another
+is pending waits behind it, so releases deploy in version order
+(:mod:`dockyard.release_phase` runs them). :func:`promote` and :func:`fail` end a pending
+release. A failed release changes nothing: the current release keeps running, and the app's
+config goes back to the current release's when no newer release followed.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from sqlalchemy.orm import Session
 
 from dockyard.accounts import parse_uuid
 from dockyard.errors import InvalidParams, NotFound
-from dockyard.store import App, ConfigVar, Release, User, utcnow
+from dockyard.formation import RELEASE_TYPE
+from dockyard.store import App, ConfigVar, Release, Slug, User, utcnow
 
 CONFIG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONFIG_LIMIT = 32 * 1024
@@ -80,7 +88,12 @@ def apply(session: Session, app: App, changes: Mapping[str, object]) -> dict[str
 
 
 def update_config(
-    session: Session, app: App, changes: Mapping[str, object], user: User
+    session: Session,
+    app: App,
+    changes: Mapping[str, object],
+    user: User,
+    *,
+    release_phase: bool = True,
 ) -> dict[str, str]:
     """Apply ``changes`` (a ``None`` value unsets) and release them; return the new config.
 
@@ -103,7 +116,8 @@ def update_config(
         f"{'; '.join(parts)} config vars",
         new,
         user=user,
-        slug_id=current_slug(session, app),
+        slug_id=latest_slug(session, app),
+        release_phase=release_phase,
     )
     return new
 
@@ -122,14 +136,20 @@ def create(
     *,
     user: User | None,
     slug_id: uuid.UUID | None = None,
+    release_phase: bool = True,
 ) -> Release:
+    """Make release v(N+1); current at once, or ``pending`` (see the module's docstring).
+
+    ``release_phase=False`` (a server that cannot run dynos) makes it current at once, its
+    release command skipped. The caller holds the app's row lock.
+    """
     version = (
         session.scalar(select(func.max(Release.version)).where(Release.app_id == app.id)) or 0
     ) + 1
-    session.execute(
-        update(Release)
-        .where(Release.app_id == app.id, Release.current.is_(True))
-        .values(current=False)
+    slug = session.get(Slug, slug_id) if slug_id is not None else None
+    waits = release_phase and (
+        (slug is not None and RELEASE_TYPE in slug.process_types)
+        or pending(session, app) is not None
     )
     release = Release(
         app_id=app.id,
@@ -137,20 +157,99 @@ def create(
         description=description,
         config=dict(values),
         slug_id=slug_id,
-        status="succeeded",
-        current=True,
+        status="pending" if waits else "succeeded",
+        current=False,
         user=user,
         user_id=user.id if user else None,
     )
     session.add(release)
-    app.released_at = utcnow()
     session.flush()
+    if not waits:
+        promote(session, app, release)
     return release
+
+
+def pending(session: Session, app: App) -> Release | None:
+    """The app's oldest pending release: the next one whose release phase runs."""
+    return session.scalar(
+        select(Release)
+        .where(Release.app_id == app.id, Release.status == "pending")
+        .order_by(Release.version)
+        .limit(1)
+    )
+
+
+def promote(session: Session, app: App, release: Release) -> None:
+    """Deploy ``release``: it succeeded and is now the current one.
+
+    On the app's first successful deploy, an app.json ``postdeploy`` script in its slug is
+    marked to run (once, ever). The caller holds the app's row lock; the formation follows
+    the release's slug where the caller says so (a build, the release phase).
+    """
+    session.execute(
+        update(Release)
+        .where(Release.app_id == app.id, Release.current.is_(True), Release.id != release.id)
+        .values(current=False)
+    )
+    release.status = "succeeded"
+    release.current = True
+    app.released_at = utcnow()
+    if release.slug_id is not None:
+        slug = session.get(Slug, release.slug_id)
+        deployed_before = session.scalar(
+            select(func.count())
+            .select_from(Release)
+            .where(
+                Release.app_id == app.id,
+                Release.id != release.id,
+                Release.status == "succeeded",
+                Release.slug_id.is_not(None),
+            )
+        )
+        if slug is not None and slug.postdeploy and not deployed_before:
+            release.postdeploy = "pending"
+    session.flush()
+
+
+def fail(session: Session, app: App, release: Release) -> None:
+    """``release`` is not deployed; the current release keeps running.
+
+    Unless a newer release follows it, the app's config goes back to the current release's:
+    a failed config change is undone. The caller holds the app's row lock.
+    """
+    release.status = "failed"
+    release.current = False
+    newer = session.scalar(
+        select(func.count())
+        .select_from(Release)
+        .where(Release.app_id == app.id, Release.version > release.version)
+    )
+    if not newer:
+        current = session.scalar(
+            select(Release).where(Release.app_id == app.id, Release.current.is_(True))
+        )
+        _store_config(session, app, dict(current.config) if current is not None else {})
+    session.flush()
 
 
 def current_slug(session: Session, app: App) -> uuid.UUID | None:
     release = session.scalar(
         select(Release).where(Release.app_id == app.id, Release.current.is_(True))
+    )
+    return release.slug_id if release else None
+
+
+def latest_slug(session: Session, app: App) -> uuid.UUID | None:
+    """The slug of the newest release that did not fail: what a config change releases.
+
+    While a deploy waits for its release phase, a config change carries the new code too,
+    rather than the code that runs now, which would undo the deploy once both succeed.
+    """
+    release = session.scalar(
+        select(Release)
+        .where(Release.app_id == app.id, Release.status != "failed")
+        .order_by(Release.version.desc())
+        .limit(1)
     )
     return release.slug_id if release else None
 
@@ -178,7 +277,9 @@ def get(session: Session, app: App, identity: str) -> Release:
     return release
 
 
-def rollback(session: Session, app: App, identity: str, user: User) -> Release:
+def rollback(
+    session: Session, app: App, identity: str, user: User, *, release_phase: bool = True
+) -> Release:
     """Make a new release with the slug and config of release ``identity``.
 
     The caller holds the app's row lock.
@@ -192,4 +293,5 @@ def rollback(session: Session, app: App, identity: str, user: User) -> Release:
         target.config,
         user=user,
         slug_id=target.slug_id,
+        release_phase=release_phase,
     )

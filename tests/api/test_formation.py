@@ -184,6 +184,25 @@ def test_the_cap_is_a_setting(owner: ApiUser, api_on: Api) -> None:
     error(response, 422, "invalid_params", "above 3 dynos")
 
 
+def test_a_formation_the_node_cannot_fit_is_refused_whole(owner: ApiUser, api_on: Api) -> None:
+    small = Api(api_on.settings.model_copy(update={"node_memory_mb": 2048}), api_on.database)
+    deploy(small, TYPES)
+    client = TestClient(small.app, headers=dict(owner.client.headers))
+    ok(client.patch("/apps/shop/formation/web", json={"quantity": 4}))  # 4 x 512 MB: full
+    with unchanged(api_on.database):
+        error(
+            client.patch("/apps/shop/formation/worker", json={"quantity": 1}),
+            422, "invalid_params", "worker=1:Standard-1X does not fit", "2560 MB", "2048 MB",
+        )  # fmt: skip
+        body = {"updates": [{"type": "web", "quantity": 2, "size": "standard-2x"},
+                            {"type": "worker", "quantity": 2}]}  # fmt: skip
+        error(client.patch("/apps/shop/formation", json=body), 422, "invalid_params", "3072 MB")
+    # Smaller sizes and fewer dynos always fit.
+    ok(client.patch("/apps/shop/formation/web", json={"quantity": 2}))
+    ok(client.patch("/apps/shop/formation/worker", json={"quantity": 2}))
+    assert scaled(owner) == {"web": (2, "Standard-1X"), "worker": (2, "Standard-1X")}
+
+
 def test_collaborators_scale_strangers_see_nothing(api_on: Api, owner: ApiUser) -> None:
     deploy(api_on, TYPES)
     helper = api_on.user("helper@example.com")

@@ -19,7 +19,10 @@ def test_create_with_a_name(alice: Cli) -> None:
     name = app_name()
     result = alice.run("apps:create", name)
     assert f"Creating ⬢ {name}... done" in result.stderr
-    assert result.stdout == f"http://{name}.localhost/ | {alice.server.url}/{name}.git\n"
+    assert (
+        result.stdout
+        == f"http://{name}.localhost:{alice.server.http_port}/ | {alice.server.url}/{name}.git\n"
+    )
 
 
 def test_create_without_a_name_picks_one(alice: Cli) -> None:
@@ -105,7 +108,9 @@ def test_apps_info(alice: Cli, app: str) -> None:
     assert shown.startswith(f"=== {app}\n")
     assert re.search(rf"^Owner:\s+{re.escape(alice.email)}$", shown, re.MULTILINE)
     assert re.search(rf"^Git URL:\s+{re.escape(alice.server.url)}/{app}\.git$", shown, re.M)
-    assert re.search(rf"^Web URL:\s+http://{app}\.localhost/$", shown, re.MULTILINE)
+    assert re.search(
+        rf"^Web URL:\s+http://{app}\.localhost:{alice.server.http_port}/$", shown, re.MULTILINE
+    )
 
     info = json.loads(alice.out("apps:info", "-a", app, "--json"))
     assert set(info) == {"app", "addons", "collaborators"}
@@ -120,7 +125,10 @@ def test_rename_updates_the_git_remote(alice: Cli) -> None:
     result = alice.run("apps:rename", new)
     assert f"Renaming {old} to {new}... done" in result.stderr
     assert "Git remote dockyard updated" in result.stderr
-    assert result.stdout == f"http://{new}.localhost/ | {alice.server.url}/{new}.git\n"
+    assert (
+        result.stdout
+        == f"http://{new}.localhost:{alice.server.http_port}/ | {alice.server.url}/{new}.git\n"
+    )
     assert remotes(alice) == {"dockyard": f"{alice.server.url}/{new}.git"}
     assert json.loads(alice.out("apps:info", "--json"))["app"]["name"] == new
     assert "Couldn't find that app" in alice.fails("apps:info", "-a", old)

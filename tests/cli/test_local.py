@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,21 @@ def test_with_app_replaces_only_the_name() -> None:
         git.with_app("ssh://git@app-host:2222/app.git", "new") == "ssh://git@app-host:2222/new.git"
     )
     assert git.with_app("http://h:5100/old-name.git", "new") == "http://h:5100/new.git"
+
+
+def test_the_cli_imports_nothing_of_the_server() -> None:
+    """Each command starts fast: no ORM, migrations, settings model or log hub is loaded."""
+    code = (
+        "import sys, dockyard.cli; "
+        "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+        "('sqlalchemy', 'alembic', 'fastapi', 'pydantic', 'psycopg', 'uvicorn')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []
+
+
+def test_the_cli_refuses_router_timeouts_the_api_would() -> None:
+    from dockyard.apps import MAX_ROUTER_TIMEOUT
+    from dockyard.cli import router
+
+    assert router._SECONDS.max == MAX_ROUTER_TIMEOUT

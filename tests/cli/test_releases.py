@@ -75,3 +75,12 @@ def test_rollback_failures(alice: Cli, app: str) -> None:
     assert f"Couldn't find release 9 of {app}" in alice.fails("rollback", "v9", "-a", app)
     assert "is not a release version" in alice.fails("rollback", "latest", "-a", app)
     assert f"Couldn't find release 7 of {app}" in alice.fails("releases:info", "v7", "-a", app)
+
+
+def test_releases_output_without_a_release_command(alice: Cli, app: str) -> None:
+    alice.set_config(app, A="1")
+    result = alice.run("releases:output", "-a", app)
+    assert result.code == 0, result
+    assert "Release v2 has no release command output" in result.stderr
+    assert result.stdout == ""
+    assert f"Couldn't find release 9 of {app}" in alice.fails("releases:output", "v9", "-a", app)

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from conftest import Server, api_client, git, git_url
+from conftest import Server, api_client, git, git_url, wait_until
 
 
 def remote_lines(output: str) -> list[str]:
@@ -133,3 +133,56 @@ def read_member(blob: Path, name: str) -> str:
         handle = tar.extractfile(f"./{name}")
         assert handle is not None
         return handle.read().decode()
+
+
+# --- dynos ---------------------------------------------------------------------------------
+
+Json = dict[str, Any]
+
+
+def dynos(deployer: Deployer, app: str) -> list[Json]:
+    """The app's dynos, as the API lists them."""
+    reply = deployer.client.get(f"/apps/{app}/dynos")
+    assert reply.status_code == 200, reply.text
+    found: list[Json] = reply.json()
+    return found
+
+
+def settle(deployer: Deployer, app: str, want: dict[str, int], timeout: float = 30.0) -> list[Json]:
+    """Poll until the app runs exactly the dynos named in ``want`` (name → release), all up."""
+    seen: list[Json] = []
+
+    def settled() -> bool:
+        nonlocal seen
+        seen = dynos(deployer, app)
+        got = {d["name"]: d["release"]["version"] for d in seen if d["state"] == "up"}
+        return got == want and len(seen) == len(want)
+
+    try:
+        wait_until(settled, timeout=timeout, interval=0.1)
+    except AssertionError as exc:
+        raise AssertionError(f"dynos did not settle on {want}: {seen}") from exc
+    return seen
+
+
+def fetch(dyno: Json, path: str = "/") -> Json:
+    """What a web dyno answers on its own port."""
+    reply = httpx.get(f"http://127.0.0.1:{dyno['port']}{path}", timeout=5)
+    assert reply.status_code == 200
+    body: Json = reply.json()
+    return body
+
+
+def refuses(port: int) -> bool:
+    """Nothing answers HTTP on ``port`` any more."""
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def scale(deployer: Deployer, app: str, kind: str, quantity: int) -> None:
+    """Scale one process type through the API."""
+    reply = deployer.client.patch(f"/apps/{app}/formation/{kind}", json={"quantity": quantity})
+    assert reply.status_code == 200, reply.text

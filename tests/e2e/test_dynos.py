@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -10,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from conftest import (
@@ -23,15 +23,15 @@ from conftest import (
     stop_server,
     wait_until,
 )
-from dockyard.runtime.process import ProcessRuntime
-from e2e.deploy import Deployer, deployer_for
+from docker_support import dyno_records, open_node_runtime
+from e2e.deploy import Deployer, deployer_for, dynos, fetch, refuses, scale, settle
 
 Json = dict[str, Any]
 
 
 async def _stop_leftovers(data_dir: Path) -> None:
     """Dynos outlive the server by design; the test stops those it left."""
-    runtime = await ProcessRuntime.open(data_dir)
+    runtime = await open_node_runtime(data_dir)
     try:
         for dyno in await runtime.list():
             await runtime.stop(dyno.id, grace=2)
@@ -54,50 +54,6 @@ def dyno_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def deployer(dyno_server: Server) -> Iterator[Deployer]:
     with deployer_for(dyno_server, "dynos@example.com") as deployer:
         yield deployer
-
-
-def dynos(deployer: Deployer, app: str) -> list[Json]:
-    reply = deployer.client.get(f"/apps/{app}/dynos")
-    assert reply.status_code == 200, reply.text
-    found: list[Json] = reply.json()
-    return found
-
-
-def settle(deployer: Deployer, app: str, want: dict[str, int], timeout: float = 30.0) -> list[Json]:
-    """Poll until the app runs exactly the dynos named in ``want`` (name → release), all up."""
-    seen: list[Json] = []
-
-    def settled() -> bool:
-        nonlocal seen
-        seen = dynos(deployer, app)
-        got = {d["name"]: d["release"]["version"] for d in seen if d["state"] == "up"}
-        return got == want and len(seen) == len(want)
-
-    try:
-        wait_until(settled, timeout=timeout, interval=0.1)
-    except AssertionError as exc:
-        raise AssertionError(f"dynos did not settle on {want}: {seen}") from exc
-    return seen
-
-
-def fetch(dyno: Json) -> Json:
-    reply = httpx.get(f"http://127.0.0.1:{dyno['port']}/", timeout=5)
-    assert reply.status_code == 200
-    body: Json = reply.json()
-    return body
-
-
-def refuses(port: int) -> bool:
-    try:
-        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-    except httpx.TransportError:
-        return True
-    return False
-
-
-def scale(deployer: Deployer, app: str, kind: str, quantity: int) -> None:
-    reply = deployer.client.patch(f"/apps/{app}/formation/{kind}", json={"quantity": quantity})
-    assert reply.status_code == 200, reply.text
 
 
 def test_web_dynos_run_scale_and_are_replaced(
@@ -219,6 +175,18 @@ def test_a_crashing_dyno_shows_crashed_and_restarts(deployer: Deployer, tmp_path
     settle(deployer, app, {})
 
 
+def dyno_pids(data_dir: Path) -> dict[str, int]:
+    """The host pid of each dyno the runtime recorded that runs now, by dyno id."""
+    found = {}
+    for record in dyno_records(data_dir):
+        dyno = json.loads(record.read_text())
+        ended = (record.parent / "exit.json", record.parent / "acknowledged")
+        if not any(path.exists() for path in ended):
+            os.kill(dyno["pid"], 0)  # raises when the process is gone
+            found[dyno["id"]] = dyno["pid"]
+    return found
+
+
 def test_a_restarted_server_adopts_its_dynos(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
@@ -234,6 +202,8 @@ def test_a_restarted_server_adopts_its_dynos(
             version = deployer.current(app)["version"]
             (before,) = settle(deployer, app, {"web.1": version})
             token = deployer.token
+        pids = dyno_pids(data_dir)
+        assert len(pids) == 1, pids
         first.process.kill()  # SIGKILL: no chance to tidy up
         first.process.wait()
         assert fetch(before)["dyno"] == "web.1", "the dyno outlives the control plane"
@@ -245,6 +215,7 @@ def test_a_restarted_server_adopts_its_dynos(
             assert after["id"] == before["id"], "adopted, not started again"
             assert after["port"] == before["port"]
             assert fetch(after)["dyno"] == "web.1"
+            assert dyno_pids(data_dir) == pids, "the same processes, still running"
     finally:
         stop_server(second or first)
         asyncio.run(_stop_leftovers(data_dir))

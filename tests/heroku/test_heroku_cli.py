@@ -7,16 +7,21 @@ at the test server with ``HEROKU_HOST`` and never contacts another host.
 from __future__ import annotations
 
 import os
+import pty
 import re
+import select
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import ACCEPT, APPS, Server, git, git_url, make_repo
+from certs.making import TestCA
+from conftest import ACCEPT, APPS, Server, git, git_url, make_repo, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,6 +78,50 @@ class Heroku:
                 f"heroku {' '.join(args)} failed ({done.returncode}):\n{done.stderr}"
             )
         return done
+
+    def answer(self, *args: str, prompt: str, keys: str) -> str:
+        """Run a command on a terminal (its prompts need one), type ``keys`` once it shows
+        ``prompt``; what it printed, without terminal codes. Fails unless it exits 0."""
+        main, terminal = pty.openpty()
+        process = subprocess.Popen(
+            [self.binary, *args],
+            cwd=self.cwd,
+            env={**self.env, "TERM": "dumb"},
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        shown, typed = b"", False
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([main], [], [], 0.2)
+                if ready:
+                    try:
+                        chunk = os.read(main, 4096)
+                    except OSError:  # EIO: the command exited and closed the terminal
+                        break
+                    if not chunk:
+                        break
+                    shown += chunk
+                    if not typed and prompt.encode() in shown:
+                        os.write(main, keys.encode())
+                        typed = True
+                elif process.poll() is not None:
+                    break
+            else:
+                raise AssertionError(f"heroku {' '.join(args)} did not finish: {shown!r}")
+            code = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            os.close(main)
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode(errors="replace"))
+        assert typed, f"heroku {' '.join(args)} never asked {prompt!r}:\n{text}"
+        assert code == 0, f"heroku {' '.join(args)} failed ({code}):\n{text}"
+        return text
 
     def api(self, path: str) -> Any:
         reply = httpx.get(
@@ -190,3 +239,181 @@ def test_ps_scale_and_type_after_a_push(heroku: Heroku, tmp_path: Path) -> None:
     refused = heroku.run("ps:scale", "nope=1", "-a", "hk-scale", ok=False)
     assert refused.returncode != 0
     assert "web, worker" in refused.stderr
+
+
+def test_ps_restart_and_stop(heroku: Heroku, tmp_path: Path) -> None:
+    heroku.run("apps:create", "hk-ps", "--no-remote")
+    repo = make_repo(APPS / "web-shell", tmp_path / "repo")
+    git("push", git_url(heroku.server, heroku.token, "hk-ps"), "main", cwd=repo)
+
+    def up() -> dict[str, str]:
+        return {d["name"]: d["id"] for d in heroku.api("/apps/hk-ps/dynos") if d["state"] == "up"}
+
+    wait_until(lambda: "web.1" in up(), timeout=30)
+    shown = heroku.run("ps", "-a", "hk-ps")
+    assert "=== web (Standard-1X): bin/web (1)" in shown.stdout
+    assert re.search(r"^web\.1: up ", shown.stdout, re.MULTILINE), shown.stdout
+
+    first = up()["web.1"]
+    heroku.run("ps:restart", "web", "-a", "hk-ps")
+    wait_until(lambda: up().get("web.1") not in (None, first), timeout=30)
+    second = up()["web.1"]
+    heroku.run("ps:stop", "web.1", "-a", "hk-ps")
+    wait_until(lambda: up().get("web.1") not in (None, second), timeout=30)
+    third = up()["web.1"]
+    heroku.run("restart", "-a", "hk-ps")
+    wait_until(lambda: up().get("web.1") not in (None, third), timeout=30)
+    heroku.run("ps:scale", "web=0", "-a", "hk-ps")
+    wait_until(lambda: up() == {}, timeout=30)
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 \w+\[[\w.]+\]: .*$")
+
+
+def test_logs_and_logs_tail(heroku: Heroku, tmp_path: Path) -> None:
+    heroku.run("apps:create", "hk-logs", "--no-remote")
+    repo = make_repo(APPS / "logger", tmp_path / "repo")
+    git("push", git_url(heroku.server, heroku.token, "hk-logs"), "main", cwd=repo)
+
+    def recent(*args: str) -> list[str]:
+        return heroku.run("logs", *args, "-a", "hk-logs").stdout.splitlines()
+
+    wait_until(lambda: len(recent("-n", "20")) == 20, timeout=60, interval=0.5)
+    shown = recent("-n", "20")
+    assert all(LOG_LINE.match(line) for line in shown), shown
+    assert any(" app[web.1]: tick " in line for line in shown), shown
+    web = recent("-n", "5", "-p", "web", "-s", "app")
+    assert len(web) == 5
+    assert all(" app[web.1]: " in line for line in web), web
+    platform = recent("-s", "heroku")
+    assert any(" dockyard[web.1]: State changed from starting to up" in line for line in platform)
+
+    (dyno,) = [d for d in heroku.api("/apps/hk-logs/dynos") if d["state"] == "up"]
+    tail = subprocess.Popen(
+        [heroku.binary, "logs", "--tail", "-a", "hk-logs"],
+        cwd=heroku.cwd,
+        env=heroku.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    tailed: list[str] = []
+    assert tail.stdout is not None
+    stdout = tail.stdout
+
+    def read() -> None:
+        tailed.extend(line.rstrip("\n") for line in stdout)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any(" app[web.1]: tick " in line for line in list(tailed)), timeout=60)
+        marker = f"tailed-{time.time_ns()}"
+        said = httpx.get(f"http://127.0.0.1:{dyno['port']}/say", params={"text": marker})
+        said.raise_for_status()
+        wait_until(lambda: any(line.endswith(f" app[web.1]: {marker}") for line in list(tailed)))
+    finally:
+        tail.kill()
+        tail.wait()
+        reader.join(timeout=10)
+        stdout.close()
+    heroku.run("ps:scale", "web=0", "-a", "hk-logs")
+
+
+def test_drains_add_list_and_remove(heroku: Heroku) -> None:
+    heroku.run("apps:create", "hk-drains", "--no-remote")
+    url = "syslog+tls://logs.example.com:6514"
+    added = heroku.run("drains:add", url, "-a", "hk-drains")
+    assert f"Successfully added drain {url}" in added.stdout + added.stderr
+    (drain,) = heroku.api("/apps/hk-drains/log-drains")
+    assert drain["url"] == url
+    assert re.fullmatch(r"d\.[0-9a-f-]{36}", drain["token"])
+    listed = heroku.run("drains", "-a", "hk-drains").stdout
+    assert url in listed
+    assert drain["token"] in listed
+    refused = heroku.run("drains:add", "ftp://logs.example.com", "-a", "hk-drains", ok=False)
+    assert refused.returncode != 0
+    assert "is not a drain URL" in refused.stderr
+    removed = heroku.run("drains:remove", url, "-a", "hk-drains")
+    assert f"Successfully removed drain {url}" in removed.stdout + removed.stderr
+    assert heroku.api("/apps/hk-drains/log-drains") == []
+
+
+def test_certs_and_certs_info(heroku: Heroku) -> None:
+    heroku.run("apps:create", "hk-certs", "--no-remote")
+    headers = {"Accept": ACCEPT, "Authorization": f"Bearer {heroku.token}"}
+    with httpx.Client(base_url=heroku.server.url, headers=headers) as api:
+        api.post("/apps/hk-certs/domains", json={"hostname": "www.hk-certs.example"})
+        issued = TestCA().issue(["www.hk-certs.example"])
+        reply = api.post(
+            "/apps/hk-certs/sni-endpoints",
+            json={"certificate_chain": issued.chain, "private_key": issued.key},
+        )
+        assert reply.status_code == 201, reply.text
+        name = reply.json()["name"]
+    listed = heroku.run("certs", "-a", "hk-certs").stdout
+    row = next(line for line in listed.splitlines() if name in line)
+    assert row.split()[1:2] == ["www.hk-certs.example"]
+    assert row.split()[-3:] == ["True", "SNI", "1"]
+    info = heroku.run("certs:info", "-a", "hk-certs").stdout
+    assert "Common Name(s): www.hk-certs.example" in info
+    assert "SSL certificate is verified by a root authority." in info
+
+
+def test_certs_add_associates_the_domains_chosen_and_domains_update(
+    heroku: Heroku, tmp_path: Path
+) -> None:
+    app = "hk-sni"
+    www, api = f"www.{app}.example", f"api.{app}.example"
+    heroku.run("apps:create", app, "--no-remote")
+    for hostname in (www, api):
+        heroku.run("domains:add", hostname, "-a", app)
+    issued = TestCA().issue([www, api])
+    crt, key = tmp_path / "site.crt", tmp_path / "site.key"
+    crt.write_text(issued.chain)
+    key.write_text(issued.key)
+    # certs:add asks which of the domains it covers to associate: the first (www) is chosen.
+    shown = heroku.answer(
+        "certs:add", str(crt), str(key), "-a", app, prompt="Select domains", keys=" \r"
+    )
+    assert "Which of these domains on this application" in shown
+    (endpoint,) = heroku.api(f"/apps/{app}/sni-endpoints")
+    name = endpoint["name"]
+    assert heroku.api(f"/apps/{app}/domains/{www}")["sni_endpoint"] == {
+        "id": endpoint["id"],
+        "name": name,
+    }
+    assert heroku.api(f"/apps/{app}/domains/{api}")["sni_endpoint"] is None
+
+    updated = heroku.run("domains:update", api, "--cert", name, "-a", app)
+    assert f"Updating {api} to use {name} certificate" in updated.stderr
+    assert heroku.api(f"/apps/{app}/domains/{api}")["sni_endpoint"]["name"] == name
+    listed = heroku.run("domains", "-a", app).stdout
+    rows = [line.split() for line in listed.splitlines() if f"{app}.example" in line]
+    assert sorted((row[0], row[-1]) for row in rows) == [(api, name), (www, name)]
+    refused = heroku.run("domains:update", api, "--cert", "nosuch-1", "-a", app, ok=False)
+    assert refused.returncode != 0
+    assert "nosuch-1 is not an SNI endpoint" in refused.stderr
+
+
+def test_certs_auto_enable_status_refresh_and_disable(heroku: Heroku) -> None:
+    app, hostname = "hk-acm", "www.hk-acm.example"
+    heroku.run("apps:create", app, "--no-remote")
+    heroku.run("domains:add", hostname, "-a", app)
+    enabled = heroku.run("certs:auto:enable", "-a", app)
+    assert "Enabling Automatic Certificate Management" in enabled.stderr
+    assert heroku.api(f"/apps/{app}")["acm"] is True
+    # The test server's ACME directory is a closed loopback port: the order fails, with why.
+    wait_until(lambda: heroku.api(f"/apps/{app}/domains/{hostname}")["acm_status"] == "failed", 30)
+    shown = heroku.run("certs:auto", "-a", app).stdout
+    assert f"Automatic Certificate Management is enabled on {app}" in shown
+    row = next(line for line in shown.splitlines() if line.strip().startswith(hostname))
+    assert row.split()[1] == "Failed"
+    assert "could not be reached: Connection refused" in row
+    assert "heroku certs:auto:refresh" in shown
+    heroku.run("certs:auto:refresh", "-a", app)
+    heroku.run("certs:auto:disable", "-a", app, "--confirm", app)
+    assert heroku.api(f"/apps/{app}")["acm"] is False
+    assert heroku.api(f"/apps/{app}/domains/{hostname}")["acm_status"] is None
+    disabled = heroku.run("certs:auto", "-a", app).stdout
+    assert f"Automatic Certificate Management is disabled on {app}" in disabled

@@ -1,8 +1,11 @@
-"""The ``process`` runtime driver with real sandboxed processes (root in CI: real uids)."""
+"""The runtime contract with real dynos: the ``process`` driver (sandboxed processes; root in
+CI: real uids) and, where the behaviour is the contract's, the ``docker`` driver too (tests
+that take the ``driver`` fixture, see conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -22,6 +25,7 @@ import httpx
 import pytest
 
 from dockyard.runtime import Dyno, DynoError, DynoNotFound, DynoSpec, Exit, Runtime, SlugError
+from dockyard.runtime.docker import DockerRuntime
 from dockyard.runtime.process import ProcessRuntime
 from dockyard.runtime.slugs import sha256_of
 
@@ -114,16 +118,25 @@ def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 
+async def open_runtime(data_dir: Path, driver: str = "process") -> ProcessRuntime | DockerRuntime:
+    if driver == "docker":
+        return await DockerRuntime.open(data_dir)
+    return await ProcessRuntime.open(data_dir)
+
+
 @asynccontextmanager
-async def runtime_on(data_dir: Path, *, stop_all: bool = True) -> AsyncIterator[ProcessRuntime]:
-    runtime = await ProcessRuntime.open(data_dir)
-    _: Runtime = runtime  # the driver implements the interface (checked by mypy)
+async def runtime_on(
+    data_dir: Path, *, stop_all: bool = True, driver: str = "process"
+) -> AsyncIterator[ProcessRuntime | DockerRuntime]:
+    runtime = await open_runtime(data_dir, driver)
+    _: Runtime = runtime  # the drivers implement the interface (checked by mypy)
     try:
         yield runtime
     finally:
         if stop_all:
             for dyno in await runtime.list():
-                await runtime.stop(dyno.id, grace=0.2)
+                with contextlib.suppress(DynoNotFound):  # it may be ending by itself
+                    await runtime.stop(dyno.id, grace=0.2)
         await runtime.close()
 
 
@@ -137,6 +150,25 @@ async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float 
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def has_ended(data: Path, dyno: Dyno, driver: str) -> bool:
+    """The dyno's end is recorded on the node (by its supervisor, or by the engine)."""
+    if driver == "process":
+        return (data / "dynos" / dyno.id / "exit.json").exists()
+    done = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Status}}", f"dyno-{dyno.id}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() == "exited"
+
+
+def assert_ticks_in_order(lines: list[str]) -> None:
+    """The worker's ticks, each once, none missing."""
+    ticks = [int(line.split()[1]) for line in lines if line.startswith("tick ")]
+    assert ticks == list(range(len(ticks))), lines
 
 
 async def next_exit(exits: AsyncIterator[Exit], timeout: float = 15.0) -> Exit:
@@ -154,7 +186,7 @@ def printed(dyno: Dyno) -> list[str]:
     return [entry["line"] for entry in log_lines(dyno)]
 
 
-async def run_to_end(runtime: ProcessRuntime, spec: DynoSpec) -> tuple[Dyno, Exit]:
+async def run_to_end(runtime: Runtime, spec: DynoSpec) -> tuple[Dyno, Exit]:
     """Start a one-off dyno and wait for its exit (the only one expected meanwhile)."""
     exits = runtime.exits()
     dyno = await runtime.start(spec)
@@ -163,11 +195,14 @@ async def run_to_end(runtime: ProcessRuntime, spec: DynoSpec) -> tuple[Dyno, Exi
     return dyno, ended
 
 
-def test_web_dyno_serves_on_its_port_with_the_dyno_environment(tmp_path: Path) -> None:
+def test_web_dyno_serves_on_its_port_with_the_dyno_environment(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "web-app")
 
     async def scenario() -> None:
-        async with runtime_on(tmp_path / "data") as runtime, httpx.AsyncClient() as client:
+        async with (
+            runtime_on(tmp_path / "data", driver=driver) as runtime,
+            httpx.AsyncClient() as client,
+        ):
             exits = runtime.exits()
             spec = app.spec("web.1", "python3 server.py", env={"FOO": "bar baz"})
             dyno = await runtime.start(spec)
@@ -219,11 +254,11 @@ def test_web_dyno_serves_on_its_port_with_the_dyno_environment(tmp_path: Path) -
     run(scenario)
 
 
-def test_profile_d_path_and_shell_command(tmp_path: Path) -> None:
+def test_profile_d_path_and_shell_command(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "shell-app")
 
     async def scenario() -> None:
-        async with runtime_on(tmp_path / "data") as runtime:
+        async with runtime_on(tmp_path / "data", driver=driver) as runtime:
             spec = app.spec("run.1", 'shout "$GREETING" && cat data.txt | tr a-z A-Z')
             dyno, ended = await run_to_end(runtime, spec)
             assert ended.status == 0
@@ -233,11 +268,11 @@ def test_profile_d_path_and_shell_command(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_exit_status_and_timestamped_output_lines(tmp_path: Path) -> None:
+def test_exit_status_and_timestamped_output_lines(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "exit-app")
 
     async def scenario() -> None:
-        async with runtime_on(tmp_path / "data") as runtime:
+        async with runtime_on(tmp_path / "data", driver=driver) as runtime:
             before = time.time()
             command = "echo one; echo two >&2; printf 'no newline'; exit 3"
             dyno, ended = await run_to_end(runtime, app.spec("run.4821", command))
@@ -256,12 +291,12 @@ def test_exit_status_and_timestamped_output_lines(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_app_dir_is_writable_private_and_ephemeral(tmp_path: Path) -> None:
+def test_app_dir_is_writable_private_and_ephemeral(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "write-app")
     data = tmp_path / "data"
 
     async def scenario() -> None:
-        async with runtime_on(data) as runtime:
+        async with runtime_on(data, driver=driver) as runtime:
             writer = await runtime.start(
                 app.spec(
                     "worker.1",
@@ -278,14 +313,14 @@ def test_app_dir_is_writable_private_and_ephemeral(tmp_path: Path) -> None:
             )
             assert printed(reader) == ["slug data", "absent"]
             assert ended.status == 0
-            # The shared unpacked slug is untouched; the writer's layer goes with it.
-            (unpacked,) = (data / "slugs" / str(app.uid)).iterdir()
-            assert (unpacked / "data.txt").read_text() == "slug data\n"
-            assert not (unpacked / "new.txt").exists()
-            layer = data / "dynos" / writer.id / "upper"
-            assert (layer / "new.txt").exists()
+            assert not list(data.rglob("new.txt"))
+            if driver == "process":
+                # The shared unpacked slug is untouched; the writer's layer is in its sandbox
+                # (a tmpfs, see test_disk.py), nowhere on the host, and goes with it.
+                (unpacked,) = (data / "slugs" / str(app.uid)).iterdir()
+                assert (unpacked / "data.txt").read_text() == "slug data\n"
+                assert not (unpacked / "new.txt").exists()
             await runtime.stop(writer.id, grace=5)
-            assert not layer.exists()
 
     run(scenario)
 
@@ -309,12 +344,12 @@ def test_slug_is_unpacked_once_per_release(tmp_path: Path) -> None:
 
 
 @needs_root
-def test_apps_cannot_see_each_other_or_the_data_dir(tmp_path: Path) -> None:
+def test_apps_cannot_see_each_other_or_the_data_dir(tmp_path: Path, driver: str) -> None:
     one, two = App(tmp_path, "app-one"), App(tmp_path, "app-two")
     data = tmp_path / "data"
 
     async def scenario() -> None:
-        async with runtime_on(data) as runtime:
+        async with runtime_on(data, driver=driver) as runtime:
             secret_env = {"SECRET": "one-only"}
             holder = await runtime.start(
                 one.spec("worker.1", "echo up; exec sleep 600", env=secret_env)
@@ -340,18 +375,21 @@ def test_apps_cannot_see_each_other_or_the_data_dir(tmp_path: Path) -> None:
             # Its own PID namespace: bwrap's init, bash and ls/grep; not app one's sleep.
             assert int(lines[4].removeprefix("procs=")) <= 5
             assert lines[5:] == ["secret=none", "root-hidden"]
-            # On the host the unpacked slugs are root's alone.
-            assert (data / "slugs" / str(one.uid)).stat().st_mode & 0o777 == 0o700
-            assert (data / "dynos").stat().st_mode & 0o777 == 0o700
+            if driver == "process":
+                # On the host the unpacked slugs are root's alone.
+                assert (data / "slugs" / str(one.uid)).stat().st_mode & 0o777 == 0o700
+                assert (data / "dynos").stat().st_mode & 0o777 == 0o700
+            else:
+                assert (data / "docker" / "dynos").stat().st_mode & 0o777 == 0o700
 
     run(scenario)
 
 
-def test_stop_gives_sigterm_then_sigkill_after_the_grace(tmp_path: Path) -> None:
+def test_stop_gives_sigterm_then_sigkill_after_the_grace(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "stop-app")
 
     async def scenario() -> None:
-        async with runtime_on(tmp_path / "data") as runtime:
+        async with runtime_on(tmp_path / "data", driver=driver) as runtime:
             exits = runtime.exits()
             polite = await runtime.start(app.spec("worker.1", "python3 worker.py"))
             stubborn = await runtime.start(
@@ -375,22 +413,26 @@ def test_stop_gives_sigterm_then_sigkill_after_the_grace(tmp_path: Path) -> None
     run(scenario)
 
 
-def test_dynos_outlive_the_runtime_and_are_adopted(tmp_path: Path) -> None:
+def test_dynos_outlive_the_runtime_and_are_adopted(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "adopt-app")
     data = tmp_path / "data"
 
     async def scenario() -> None:
-        async with runtime_on(data, stop_all=False) as first:
+        async with runtime_on(data, stop_all=False, driver=driver) as first:
             worker = await first.start(app.spec("worker.1", "python3 worker.py"))
             short = await first.start(app.spec("run.7", "echo waiting; read line; exit 5"))
             await until(lambda: "tick 1" in printed(worker))
         # Ended while no runtime watched: stdin is /dev/null, so `read` returns at once.
-        await until((data / "dynos" / short.id / "exit.json").exists)
+        await until(lambda: has_ended(data, short, driver))
         ticks = len(printed(worker))
-        await until(lambda: len(printed(worker)) > ticks + 2)  # still running, still logged
+        if driver == "process":
+            await until(lambda: len(printed(worker)) > ticks + 2)  # still running, still logged
 
-        async with runtime_on(data) as second:
+        async with runtime_on(data, driver=driver) as second:
             assert await second.list() == [worker]
+            # What it printed meanwhile is in its log, once: nothing lost, nothing twice.
+            await until(lambda: len(printed(worker)) > ticks + 2)
+            assert_ticks_in_order(printed(worker))
             exits = second.exits()
             missed = await next_exit(exits)
             assert (missed.dyno, missed.status, missed.stopped) == (short, 5, None)
@@ -402,7 +444,7 @@ def test_dynos_outlive_the_runtime_and_are_adopted(tmp_path: Path) -> None:
                 await next_exit(exits, timeout=0.3)
 
         # Each acknowledged exit is reported once.
-        async with runtime_on(data) as third:
+        async with runtime_on(data, driver=driver) as third:
             assert await third.list() == []
             with pytest.raises(TimeoutError):
                 await next_exit(third.exits(), timeout=0.3)
@@ -410,11 +452,11 @@ def test_dynos_outlive_the_runtime_and_are_adopted(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_bad_specs_and_slugs_are_refused(tmp_path: Path) -> None:
+def test_bad_specs_and_slugs_are_refused(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "bad-app")
 
     async def scenario() -> None:
-        async with runtime_on(tmp_path / "data") as runtime:
+        async with runtime_on(tmp_path / "data", driver=driver) as runtime:
             with pytest.raises(DynoError, match="invalid dyno name"):
                 await runtime.start(replace(app.spec("web.1", "true"), name="../web"))
             with pytest.raises(DynoError, match="no command"):
@@ -435,7 +477,7 @@ def test_bad_specs_and_slugs_are_refused(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_sigterm_reaches_every_process_of_the_dyno(tmp_path: Path) -> None:
+def test_sigterm_reaches_every_process_of_the_dyno(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "group-app")
     command = (
         "(trap 'echo child-term; exit 0' TERM; echo child-ready; "
@@ -445,7 +487,7 @@ def test_sigterm_reaches_every_process_of_the_dyno(tmp_path: Path) -> None:
     )
 
     async def scenario() -> None:
-        async with runtime_on(tmp_path / "data") as runtime:
+        async with runtime_on(tmp_path / "data", driver=driver) as runtime:
             dyno = await runtime.start(app.spec("worker.1", command))
             await until(lambda: "child-ready" in printed(dyno))
             stopped = await runtime.stop(dyno.id, grace=10)
@@ -455,11 +497,11 @@ def test_sigterm_reaches_every_process_of_the_dyno(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_the_dyno_ends_with_its_main_process(tmp_path: Path) -> None:
+def test_the_dyno_ends_with_its_main_process(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "leftover-app")
 
     async def scenario() -> None:
-        async with runtime_on(tmp_path / "data") as runtime:
+        async with runtime_on(tmp_path / "data", driver=driver) as runtime:
             started = time.monotonic()
             # The background sleep holds the output pipe; it goes with the dyno.
             dyno, ended = await run_to_end(
@@ -492,10 +534,12 @@ CONTROL_PLANE = """\
 import asyncio, json, sys
 from pathlib import Path
 from dockyard.runtime import DynoSpec
+from dockyard.runtime.docker import DockerRuntime
 from dockyard.runtime.process import ProcessRuntime
 
 async def main():
-    runtime = await ProcessRuntime.open(Path(sys.argv[1]))
+    driver = DockerRuntime if sys.argv[4] == "docker" else ProcessRuntime
+    runtime = await driver.open(Path(sys.argv[1]))
     spec = DynoSpec(**{**json.loads(sys.argv[2]), "slug_path": Path(sys.argv[3])})
     dyno = await runtime.start(spec)
     print(json.dumps({"id": dyno.id, "pid": dyno.pid}), flush=True)
@@ -505,13 +549,21 @@ asyncio.run(main())
 """
 
 
-def test_dynos_survive_a_killed_control_plane(tmp_path: Path) -> None:
+def test_dynos_survive_a_killed_control_plane(tmp_path: Path, driver: str) -> None:
     app = App(tmp_path, "survivor-app")
     data = tmp_path / "data"
     spec = app.spec("worker.1", "python3 worker.py")
     fields = {k: v for k, v in spec.__dict__.items() if k != "slug_path"}
     plane = subprocess.Popen(
-        [sys.executable, "-c", CONTROL_PLANE, str(data), json.dumps(fields), str(spec.slug_path)],
+        [
+            sys.executable,
+            "-c",
+            CONTROL_PLANE,
+            str(data),
+            json.dumps(fields),
+            str(spec.slug_path),
+            driver,
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -522,12 +574,13 @@ def test_dynos_survive_a_killed_control_plane(tmp_path: Path) -> None:
     assert plane.wait() == -9
 
     async def scenario() -> None:
-        async with runtime_on(data) as runtime:
+        async with runtime_on(data, driver=driver) as runtime:
             (dyno,) = await runtime.list()
             assert (dyno.id, dyno.pid) == (started["id"], started["pid"])
             ticks = len(printed(dyno))
             await until(lambda: len(printed(dyno)) > ticks + 2)  # still printing, still logged
             stopped = await runtime.stop(dyno.id, grace=10)
             assert stopped.status == 0
+            assert_ticks_in_order(printed(dyno))
 
     run(scenario)

@@ -93,6 +93,25 @@ def test_app_json_defaults_generated_secrets_and_required() -> None:
     assert len(added["S"]) == 64
 
 
+def test_app_json_addons_take_plans_attachment_names_and_options() -> None:
+    manifest = appjson.parse(
+        '{"addons": ["postgres", {"plan": "redis:standard", "as": "CACHE_2",'
+        ' "options": {"version": "7", "fast": true, "size": 2}}, {"plan": "s3"}]}'
+    )
+    assert manifest.addons == (
+        appjson.AddonSpec("postgres"),
+        appjson.AddonSpec(
+            "redis:standard", "CACHE_2", {"version": "7", "fast": "true", "size": "2"}
+        ),
+        appjson.AddonSpec("s3"),
+    )
+    assert [str(spec) for spec in manifest.addons] == [
+        "postgres",
+        "redis:standard as CACHE_2",
+        "s3",
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -102,6 +121,22 @@ def test_app_json_defaults_generated_secrets_and_required() -> None:
         ('{"env": {"A": {"generator": "uuid"}}}', "generator must be"),
         ('{"formation": {"web": {"quantity": -1}}}', "quantity must be"),
         ('{"buildpacks": [{"link": "x"}]}', "must be an object with a"),
+        ('{"addons": "postgres"}', "addons must be a list"),
+        ('{"addons": [7]}', r"addons\[0\] must be a plan name"),
+        ('{"addons": [{"as": "DB"}]}', r'addons\[0\] must have a "plan"'),
+        ('{"addons": ["redis", " "]}', r"addons\[1\]: the plan is empty"),
+        ('{"addons": [{"plan": "redis", "az": "CACHE"}]}', "has 'az', which is not an add-on key"),
+        ('{"addons": [{"plan": "redis", "as": "cache"}]}', r'"as" is "cache": .* uppercase'),
+        ('{"addons": [{"plan": "redis", "as": "1CACHE"}]}', r'"as" is "1CACHE"'),
+        ('{"addons": [{"plan": "redis", "as": "CACHE-1"}]}', r'"as" is "CACHE-1"'),
+        ('{"addons": [{"plan": "redis", "as": 5}]}', r'"as" is 5'),
+        (
+            '{"addons": [{"plan": "redis", "as": "C"}, {"plan": "postgres", "as": "C"}]}',
+            r"addons\[1\]: C is the attachment name of an earlier add-on too",
+        ),
+        ('{"addons": [{"plan": "redis", "options": [1]}]}', '"options" must be an object'),
+        ('{"addons": [{"plan": "redis", "options": {"Bad Key": 1}}]}', "'Bad Key' is not a valid"),
+        ('{"addons": [{"plan": "redis", "options": {"v": {}}}]}', "option 'v' must be a string"),
     ],
 )
 def test_bad_app_json_is_explained(text: str, message: str) -> None:

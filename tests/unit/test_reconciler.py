@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from dockyard import accounts, apps, releases
 from dockyard.backoff import Backoff
-from dockyard.reconciler import Reconciler
+from dockyard.events import Events
+from dockyard.reconciler import Endpoint, Reconciler
 from dockyard.runtime import Dyno, DynoNotFound, DynoSpec, Exit, Stopped, Usage
 from dockyard.store import App, Database, Formation, Slug
 
@@ -274,6 +275,78 @@ def test_crashes_back_off_on_the_clock_and_a_scale_resets_them(
             await reconciler.reconcile_app(app_id)
             assert sorted(d.name for d in runtime.running.values()) == ["worker.1", "worker.2"]
             assert reconciler.backoff.get((str(app_id), "worker.1")) is None
+        finally:
+            exits.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await exits
+            await reconciler.close()
+
+    run(scenario)
+
+
+def test_web_endpoints_never_run_empty_during_a_rollout(sqlite_database: Database) -> None:
+    async def scenario() -> None:
+        app_id = make_app(sqlite_database, {"web": 2})
+        runtime = FakeRuntime()
+        events = Events()
+        said: list[str] = []
+        events.listen(lambda e: said.append(f"{e.tag}: {e.message}"))
+        reconciler = Reconciler(
+            sqlite_database, FakeBlobs(), runtime, boot_timeout=5, events=events
+        )
+        exits = asyncio.create_task(reconciler.handle_exits())
+        seen_at_stop: list[tuple[str, frozenset[str]]] = []
+        real_stop = runtime.stop
+
+        async def stop(dyno_id: str, grace: float = 30.0) -> Stopped:
+            names = frozenset(
+                f"{e.dyno}@v{e.release_version}" for e in reconciler.endpoints(app_id)
+            )
+            dyno = runtime.running[dyno_id]
+            seen_at_stop.append((f"{dyno.name}@v{dyno.release_version}", names))
+            return await real_stop(dyno_id, grace)
+
+        runtime.stop = stop  # type: ignore[method-assign]
+        drained: list[tuple[str, int, bool]] = []  # dyno, release, still running then
+
+        async def drain(app: str, endpoint: Endpoint) -> None:
+            assert app == str(app_id)
+            running = {(d.name, d.port) for d in runtime.running.values()}
+            drained.append(
+                (endpoint.dyno, endpoint.release_version, (endpoint.dyno, endpoint.port) in running)
+            )
+
+        reconciler.drain_with(drain)
+        try:
+            assert reconciler.endpoints(app_id) == frozenset()
+            watcher = asyncio.create_task(reconciler.endpoints_changed(0))
+            await reconciler.reconcile_app(app_id)
+            version = await asyncio.wait_for(watcher, 5)
+            while len(reconciler.endpoints(app_id)) < 2:  # the watched value, not a sleep
+                version = await asyncio.wait_for(reconciler.endpoints_changed(version), 5)
+            assert {e.dyno for e in reconciler.endpoints(app_id)} == {"web.1", "web.2"}
+            ports = {e.port for e in reconciler.endpoints(app_id)}
+            assert ports == {d.port for d in runtime.running.values()}
+
+            v3 = release(sqlite_database, app_id, {"A": "1"})
+            await reconciler.reconcile_app(app_id)
+            # Each old dyno left the set before it was stopped, and the new ones were in it.
+            assert len(seen_at_stop) == 2
+            for stopped, endpoints in seen_at_stop:
+                assert stopped not in endpoints
+                assert {"web.1@v3", "web.2@v3"} <= endpoints, seen_at_stop
+            assert {e.release_version for e in reconciler.endpoints(app_id)} == {v3}
+            # The router drained each old web dyno while it still ran, before its SIGTERM.
+            assert sorted(drained) == [("web.1", 2, True), ("web.2", 2, True)]
+
+            set_quantity(sqlite_database, app_id, "web", 0)
+            await reconciler.reconcile_app(app_id)
+            assert reconciler.endpoints(app_id) == frozenset()
+            # Each step was a platform event for the app's log stream.
+            assert "dockyard[web.1]: Starting process with command `bin/web`" in said
+            assert "dockyard[web.2]: State changed from starting to up" in said
+            assert "dockyard[web.1]: Stopping all processes with SIGTERM (replaced by v3)" in said
+            assert "dockyard[web.1]: Process exited with status 143" in said
         finally:
             exits.cancel()
             with contextlib.suppress(asyncio.CancelledError):

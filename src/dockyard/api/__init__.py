@@ -19,11 +19,30 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard import __version__
-from dockyard.api import account, apps, builds, dynos, formation, releases
+from dockyard.addons import Addons, Catalog, dynos_restarted
+from dockyard.api import (
+    account,
+    acm,
+    addons,
+    apps,
+    builds,
+    domains,
+    drains,
+    dynos,
+    formation,
+    logs,
+    nodes,
+    releases,
+    sni_endpoints,
+)
 from dockyard.blobs import open_store
+from dockyard.build.dockerfile import DockerfileBuilder
 from dockyard.build.pipeline import Builder, Limits
 from dockyard.builds import BuildService
 from dockyard.errors import DockyardError, NotAcceptable, PayloadTooLarge
+from dockyard.events import Events
+from dockyard.logs import announce
+from dockyard.logs.hub import LogHub
 from dockyard.receive import http as receive_http
 from dockyard.receive.repos import Repositories
 from dockyard.settings import Settings
@@ -202,6 +221,13 @@ def build_limits(settings: Settings) -> Limits:
     )
 
 
+def dockerfile_builder(settings: Settings) -> DockerfileBuilder | None:
+    """Dockerfile apps are built with Docker when dynos run on it (docs/docker.md)."""
+    if settings.runtime != "docker":
+        return None
+    return DockerfileBuilder(settings.docker_socket, settings.data_dir)
+
+
 def create_api(settings: Settings, database: Database) -> FastAPI:
     api = FastAPI(
         title="Dockyard Platform API",
@@ -214,13 +240,35 @@ def create_api(settings: Settings, database: Database) -> FastAPI:
     api.state.settings = settings
     api.state.database = database
     api.state.signer = Signer(settings.data_dir)
+    api.state.events = Events()  # platform events, for the app's log stream
+    # Every release shows in its app's logs: app[api]: Set FOO config vars by …, Release v7 …
+    announce.releases(database, api.state.events)
+    # Apps' log streams; `dockyard server` starts the hub and feeds it.
+    api.state.logs = LogHub(
+        settings.data_dir / "logs",
+        ring_lines=settings.log_lines,
+        history_bytes=settings.log_history_mb * 1024 * 1024,
+    )
     api.state.builds = BuildService(
         settings,
         database,
         open_store(settings.blob_url),
-        Builder(settings.data_dir, build_limits(settings)),
+        Builder(settings.data_dir, build_limits(settings), dockerfile=dockerfile_builder(settings)),
     )
     api.state.repos = Repositories(settings.data_dir, internal_url(settings))
+    api.state.addons = Addons(
+        database,
+        Catalog.from_plugins(settings),
+        # As for config changes: the release command runs only where dynos can run.
+        release_phase=lambda: getattr(api.state, "release_phase", None) is not None,
+        # A credential rotation revokes the old ones once the apps' dynos restarted.
+        restarted=dynos_restarted(api.state),
+    )
+    api.state.builds.provision_addons = api.state.addons.provision_declared
+    events = api.state.events
+    api.state.builds.announce = lambda app_id, name, message, by: announce.api(
+        events, app_id, name, message, by=by
+    )
 
     @api.exception_handler(DockyardError)
     async def _dockyard_error(_request: Request, exc: DockyardError) -> JSONResponse:
@@ -248,9 +296,17 @@ def create_api(settings: Settings, database: Database) -> FastAPI:
     api.include_router(account.router)
     api.include_router(apps.router)
     api.include_router(releases.router)
+    api.include_router(releases.streams)
     api.include_router(builds.router)
     api.include_router(formation.router)
     api.include_router(dynos.router)
+    api.include_router(domains.router)
+    api.include_router(acm.router)
+    api.include_router(sni_endpoints.router)
+    api.include_router(addons.router)
+    api.include_router(logs.router)
+    api.include_router(drains.router)
+    api.include_router(nodes.router)
     api.include_router(receive_http.router)
     api.router.routes.append(
         Route("/{app}.git/{rest:path}", receive_http.GitBackend(), methods=["GET", "POST"])

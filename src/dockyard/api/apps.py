@@ -31,6 +31,24 @@ class AppUpdate(BaseModel):
         default=None,
         description="Dockyard: the branch whose pushes deploy; empty for main (or master)",
     )
+    https_only: bool | None = Field(
+        default=None,
+        description="Dockyard: redirect HTTP requests to HTTPS (301), except ACME challenges",
+    )
+    router_timeout: int | None = Field(
+        default=None,
+        ge=1,
+        le=apps.MAX_ROUTER_TIMEOUT,
+        description="Dockyard: seconds the router waits for the response to start (else H12); "
+        "null for the platform's DOCKYARD_ROUTER_TIMEOUT",
+    )
+    router_idle_timeout: int | None = Field(
+        default=None,
+        ge=1,
+        le=apps.MAX_ROUTER_TIMEOUT,
+        description="Dockyard: seconds a WebSocket (or other upgraded connection) may stay "
+        "silent; null for the platform's DOCKYARD_ROUTER_IDLE_TIMEOUT",
+    )
 
 
 class CollaboratorCreate(BaseModel):
@@ -74,7 +92,9 @@ def get_app(caller: Authenticated, app: str) -> Json:
         return shapes.app(caller.settings, caller.api_url, apps.find(session, user, app))
 
 
-@router.patch("/apps/{app}", summary="Rename an app or switch maintenance mode")
+@router.patch(
+    "/apps/{app}", summary="Rename an app, switch maintenance mode, or set its router timeouts"
+)
 def update_app(caller: Authenticated, app: str, body: AppUpdate) -> Json:
     _check_choice("build_stack", body.build_stack, apps.STACK)
     with caller.transaction() as (session, user):
@@ -85,6 +105,13 @@ def update_app(caller: Authenticated, app: str, body: AppUpdate) -> Json:
             found.maintenance = body.maintenance
         if body.deploy_branch is not None:
             found.deploy_branch = apps.check_branch(body.deploy_branch)
+        if body.https_only is not None:
+            found.https_only = body.https_only
+        # null sets the platform's timeout back: a field given, even as null, counts.
+        if "router_timeout" in body.model_fields_set:
+            found.router_timeout = body.router_timeout
+        if "router_idle_timeout" in body.model_fields_set:
+            found.router_idle_timeout = body.router_idle_timeout
         session.flush()
         return shapes.app(caller.settings, caller.api_url, found)
 
@@ -94,6 +121,9 @@ def delete_app(caller: Authenticated, app: str) -> Json:
     with caller.transaction() as (session, user):
         found = apps.find(session, user, app, lock=True)
         shown = shapes.app(caller.settings, caller.api_url, found)
+        apps.require_owner(user, found, "destroy it")
+        # The add-ons only this app uses go with it; those attached elsewhere stay there.
+        caller.request.app.state.addons.forget_app(session, found)
         apps.destroy(session, user, found)
         return shown
 
@@ -130,10 +160,3 @@ def delete_collaborator(caller: Authenticated, app: str, collaborator: str) -> J
         shown = shapes.collaborator(removed)
         apps.remove_collaborator(session, user, found, removed)
         return shown
-
-
-@router.get("/apps/{app}/addons", summary="An app's add-ons (none until add-ons exist)")
-def list_addons(caller: Authenticated, app: str) -> list[Json]:
-    with caller.transaction() as (session, user):
-        apps.find(session, user, app)
-        return []

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from sqlalchemy.orm import Session
 
 from dockyard import apps, formation
 from dockyard.api import shapes
-from dockyard.api.context import Authenticated
+from dockyard.api.context import Authenticated, Caller
 from dockyard.api.paging import paginate
 from dockyard.api.shapes import Json
-from dockyard.store import App, Formation
+from dockyard.events import Events
+from dockyard.logs import announce
+from dockyard.store import App, Formation, User
 
 router = APIRouter()
 
@@ -35,6 +38,27 @@ class BatchItem(FormationUpdate):
 class BatchUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     updates: list[BatchItem] = Field(description="Changes to apply, all of them or none")
+
+
+def _limits(caller: Caller) -> dict[str, int]:
+    settings = caller.settings
+    return {
+        "limit": settings.max_quantity,
+        "capacity_mb": formation.node_memory_mb(settings.node_memory_mb),
+    }
+
+
+def _scaled(session: Session, app: App, user: User) -> tuple[str, str, str, str]:
+    """What the app's logs say of a scale: ``Scaled to web@2:Standard-1X worker@1:…``."""
+    rows = formation.listing(session, app)
+    message = announce.scaled((r.type, r.quantity, formation.size_of(r).label) for r in rows)
+    return str(app.id), app.name, message, user.email
+
+
+def _announce(caller: Caller, app_id: str, app_name: str, message: str, email: str) -> None:
+    # After the commit: the logs never tell of a scale that did not happen.
+    events: Events = caller.request.app.state.events
+    announce.api(events, app_id, app_name, message, by=email)
 
 
 def shape(app: App, row: Formation) -> Json:
@@ -71,8 +95,11 @@ def batch_update(caller: Authenticated, app: str, body: BatchUpdate) -> list[Jso
     updates = [formation.Update(u.type, u.quantity, u.size) for u in body.updates]
     with caller.transaction() as (session, user):
         found = apps.find(session, user, app, lock=True)
-        changed = formation.scale(session, found, updates, limit=caller.settings.max_quantity)
-        return [shape(found, row) for row in changed]
+        changed = formation.scale(session, found, updates, **_limits(caller))
+        shown = [shape(found, row) for row in changed]
+        scaled = _scaled(session, found, user)
+    _announce(caller, *scaled)
+    return shown
 
 
 @router.get("/apps/{app}/formation/{type}", summary="One process type, by name or id")
@@ -92,5 +119,8 @@ def update(
     with caller.transaction() as (session, user):
         found = apps.find(session, user, app, lock=True)
         change = formation.Update(formation.type_of(session, found, type), body.quantity, body.size)
-        [changed] = formation.scale(session, found, [change], limit=caller.settings.max_quantity)
-        return shape(found, changed)
+        [changed] = formation.scale(session, found, [change], **_limits(caller))
+        shown = shape(found, changed)
+        scaled = _scaled(session, found, user)
+    _announce(caller, *scaled)
+    return shown

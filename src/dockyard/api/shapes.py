@@ -64,7 +64,10 @@ def app(settings: Settings, api_url: str, value: App) -> Json:
         "web_url": apps.web_url(settings, value.name),
         "released_at": timestamp(value.released_at),
         "archived_at": None,
-        "acm": False,
+        "acm": value.acm,
+        "https_only": value.https_only,
+        "router_timeout": value.router_timeout,
+        "router_idle_timeout": value.router_idle_timeout,
         "create_status": "complete",
         "buildpack_provided_description": None,
         "internal_routing": None,
@@ -81,7 +84,7 @@ def app_ref(value: App) -> Json:
     return {"id": str(value.id), "name": value.name}
 
 
-def release(app_value: App, value: Release) -> Json:
+def release(app_value: App, value: Release, output_stream_url: str | None = None) -> Json:
     return {
         "id": str(value.id),
         "version": value.version,
@@ -94,7 +97,7 @@ def release(app_value: App, value: Release) -> Json:
         "addon_plan_names": [],
         "artifacts": [],
         "eligible_for_rollback": True,
-        "output_stream_url": None,
+        "output_stream_url": output_stream_url,
         **times(value),
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,10 @@ from dockyard.errors import InvalidParams
 from dockyard.releases import CONFIG_NAME
 
 MAX_SIZE = 256 * 1024
+# Heroku's rules for an add-on's attachment name (its config vars' prefix) and option names;
+# dockyard.addons checks the same when an add-on is made.
+ATTACHMENT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
+OPTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 class AppJsonError(InvalidParams):
@@ -26,12 +31,26 @@ class EnvVar:
 
 
 @dataclass(frozen=True)
+class AddonSpec:
+    """One entry of app.json's ``addons``: ``"postgres:standard"``, or an object with
+    ``plan``, ``as`` (the attachment name: ``CACHE`` gives ``CACHE_URL``) and ``options``
+    (passed to the provider, as ``addons:create -- --key value`` would)."""
+
+    plan: str
+    as_name: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.plan} as {self.as_name}" if self.as_name else self.plan
+
+
+@dataclass(frozen=True)
 class AppJson:
     env: tuple[EnvVar, ...] = ()
     formation: dict[str, dict[str, Any]] = field(default_factory=dict)
     buildpacks: tuple[str, ...] = ()
     scripts: dict[str, str] = field(default_factory=dict)
-    addons: tuple[str, ...] = ()
+    addons: tuple[AddonSpec, ...] = ()
 
     def config_defaults(self, config: dict[str, str]) -> dict[str, str]:
         """Values to add to ``config``: defaults and generated secrets for unset names.
@@ -134,13 +153,71 @@ def _scripts(value: object) -> dict[str, str]:
     return dict(value)
 
 
-def _addons(value: object) -> tuple[str, ...]:
+def _addons(value: object) -> tuple[AddonSpec, ...]:
     if not isinstance(value, list):
         raise AppJsonError("app.json: addons must be a list")
-    plans = []
-    for item in value:
-        plan = item.get("plan") if isinstance(item, dict) else item
+    specs: list[AddonSpec] = []
+    for index, item in enumerate(value):
+        where = f"app.json: addons[{index}]"
+        if isinstance(item, str):
+            specs.append(AddonSpec(_plan(item, where)))
+            continue
+        if not isinstance(item, dict):
+            raise AppJsonError(f'{where} must be a plan name or {{"plan": ...}}')
+        unknown = sorted(set(item) - {"plan", "as", "options"})
+        if unknown:
+            raise AppJsonError(
+                f"{where} has {unknown[0]!r}, which is not an add-on key: an entry takes "
+                '"plan", "as" and "options"'
+            )
+        plan = item.get("plan")
         if not isinstance(plan, str):
-            raise AppJsonError('app.json: each addon must be a plan name or {"plan": ...}')
-        plans.append(plan)
-    return tuple(plans)
+            raise AppJsonError(f'{where} must have a "plan", such as "postgres:standard"')
+        spec = AddonSpec(
+            _plan(plan, where),
+            _as_name(item.get("as"), where),
+            _options(item.get("options"), where),
+        )
+        if spec.as_name is not None and spec.as_name in {s.as_name for s in specs}:
+            raise AppJsonError(
+                f"{where}: {spec.as_name} is the attachment name of an earlier add-on too; "
+                "each must be attached under a name of its own"
+            )
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _plan(plan: str, where: str) -> str:
+    if not plan.strip():
+        raise AppJsonError(f'{where}: the plan is empty; name a service, such as "postgres"')
+    return plan.strip()
+
+
+def _as_name(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not ATTACHMENT_NAME.match(value):
+        raise AppJsonError(
+            f'{where}: "as" is {json.dumps(value)}: the attachment name becomes the prefix of '
+            "its config vars (CACHE gives CACHE_URL), so it must start with an uppercase "
+            "letter and hold only uppercase letters, digits and underscores, at most 50"
+        )
+    return value
+
+
+def _options(value: object, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise AppJsonError(f'{where}: "options" must be an object of option names to values')
+    found: dict[str, str] = {}
+    for key, option in value.items():
+        if not OPTION_NAME.match(key):
+            raise AppJsonError(f"{where}: option {key!r} is not a valid option name")
+        if isinstance(option, bool):
+            found[key] = str(option).lower()
+        elif isinstance(option, str | int | float):
+            found[key] = str(option)
+        else:
+            raise AppJsonError(f"{where}: option {key!r} must be a string, a number or true/false")
+    return found

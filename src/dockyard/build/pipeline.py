@@ -20,8 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from dockyard.build import appjson, interpreters, procfile, sandbox, slug
+from dockyard.build import appjson, dockerfile, interpreters, procfile, sandbox, slug
 from dockyard.build.appjson import AppJson
+from dockyard.build.dockerfile import DockerfileBuilder
 from dockyard.build.sandbox import Emit, Identity, Mount
 from dockyard.errors import DockyardError
 from dockyard.plugins import builtin_buildpacks
@@ -77,8 +78,16 @@ class Buildpack:
 class Builder:
     """Builds apps under ``data_dir``: workspaces, per-app caches, fetched buildpacks."""
 
-    def __init__(self, data_dir: Path, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        limits: Limits | None = None,
+        *,
+        dockerfile: DockerfileBuilder | None = None,
+    ) -> None:
         self.limits = limits or Limits()
+        # Dockerfile apps, with the docker runtime (build/dockerfile.py); None: buildpacks only.
+        self.dockerfile = dockerfile
         self.workspaces = data_dir / "builds"
         self.caches = data_dir / "cache"
         self.checkouts = data_dir / "buildpacks"
@@ -138,6 +147,10 @@ class Builder:
             emit=emit,
         )
         await emit(f"-----> Building on the {job.stack} stack")
+        if self.dockerfile is not None and dockerfile.wants_dockerfile(app_dir, urls):
+            return await self._run_dockerfile(
+                job, workspace=workspace, app_dir=app_dir, declared=declared, emit=emit, added=added
+            )
         if packs:
             names = []
             for index, pack in enumerate(packs):
@@ -163,6 +176,52 @@ class Builder:
             description=names[-1],
             config_added=added,
             app_json=manifest,
+        )
+
+    async def _run_dockerfile(
+        self,
+        job: Job,
+        *,
+        workspace: Path,
+        app_dir: Path,
+        declared: dict[str, str] | None,
+        emit: Emit,
+        added: dict[str, str],
+    ) -> Result:
+        assert self.dockerfile is not None
+        try:
+            tag, image = await self.dockerfile.build(
+                app_id=job.app_id,
+                build_id=job.build_id,
+                app_dir=app_dir,
+                workspace=workspace,
+                emit=emit,
+            )
+        except dockerfile.DockerfileError as exc:
+            raise BuildFailed(exc.message) from exc
+        await emit("-----> Discovering process types")
+        if declared:
+            await emit(f"{INDENT}Procfile declares types -> {', '.join(declared)}")
+            process_types = dict(declared)
+        else:
+            command = dockerfile.web_command(image)
+            if command is None:
+                raise BuildFailed("the image has no CMD and the app no Procfile: nothing to run")
+            await emit(f"{INDENT}The image's CMD -> web: {command}")
+            process_types = {"web": command}
+        marker = workspace / "image"
+        dockerfile.write_marker(marker, tag, image)
+        packed = slug.pack(
+            marker, workspace.parent / f"{job.build_id}.slug.tgz", self.limits.slug_bytes
+        )
+        await emit(f"{INDENT}Done: image {tag}")
+        return Result(
+            slug=packed,
+            process_types=process_types,
+            buildpacks=[],
+            description="Dockerfile",
+            config_added=added,
+            app_json=_read_app_json(app_dir),
         )
 
     async def _detect(self, runner: _Runner) -> tuple[list[Buildpack], list[str]]:

@@ -81,8 +81,13 @@ def bwrap_argv(  # noqa: PLR0917 - tests build dyno-like commands with it positi
     env: Mapping[str, str],
     cwd: str = "/app",
     identity: Identity | None = None,
+    *,
+    tmp_bytes: int = TMP_BYTES,
 ) -> list[str]:
-    """bubblewrap's command line; with ``identity``, drop to that user inside."""
+    """bubblewrap's command line; with ``identity``, drop to that user inside.
+
+    ``/tmp`` is a tmpfs of ``tmp_bytes`` (dynos pass their own bound; builds keep the default).
+    """
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
     argv += ["--unshare-uts", "--hostname", "dockyard", "--unshare-cgroup-try"]
     argv += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
@@ -94,7 +99,7 @@ def bwrap_argv(  # noqa: PLR0917 - tests build dyno-like commands with it positi
             argv += ["--ro-bind", str(host), f"/{top}"]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     # A private /tmp in memory, writable by the step's user and bounded in size.
-    argv += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]  # noqa: S108
+    argv += ["--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]  # noqa: S108
     argv += ["--perms", "0755", "--size", str(1024 * 1024), "--tmpfs", "/run"]
     # bwrap makes missing parents of a mount point (/root, /opt) mode 0700 as root, which the
     # dropped user could not pass through; make them world-searchable first.

@@ -11,15 +11,26 @@ import click
 from dockyard import __version__
 from dockyard.cli import (
     access,
+    addons,
     admin,
     apps,
     auth,
     buildpacks,
     builds,
+    certs,
+    certs_auto,
     config,
+    domains,
+    drains,
     keys,
+    logs,
+    maintenance,
+    nodes,
     ps,
     releases,
+    router,
+    run,
+    stack,
 )
 
 
@@ -33,7 +44,28 @@ def cli() -> None:
     """
 
 
-for topic in (auth, apps, config, releases, builds, buildpacks, access, keys, ps):
+for topic in (
+    auth,
+    apps,
+    config,
+    releases,
+    builds,
+    buildpacks,
+    access,
+    keys,
+    ps,
+    run,
+    logs,
+    drains,
+    domains,
+    certs,
+    certs_auto,
+    maintenance,
+    router,
+    addons,
+    stack,
+    nodes,
+):
     for command in topic.COMMANDS:
         cli.add_command(command)
 admin.register(cli)

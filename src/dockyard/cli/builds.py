@@ -168,11 +168,14 @@ def builds_output(app: str, build: str | None) -> None:
     url = found.get("output_stream_url")
     if not url:
         raise ClientError(f"build {found.get('id')} has no output to show")
-    _stream(str(url))
+    stream(str(url))
 
 
-def _stream(url: str) -> None:
-    """Copy the text at ``url`` to stdout as it comes; the signed URL needs no token."""
+def stream(url: str, what: str = "the build output") -> None:
+    """Copy the text at ``url`` to stdout as it comes; the signed URL needs no token.
+
+    ``what`` names it in errors (the build output, the release output).
+    """
     stdout = sys.stdout.buffer
     # A build may print nothing for minutes (a long compile step): no read timeout.
     timeout = httpx.Timeout(TIMEOUT, read=None)
@@ -180,12 +183,12 @@ def _stream(url: str) -> None:
         with httpx.stream("GET", url, timeout=timeout) as response:
             if response.status_code >= 400:
                 response.read()
-                raise _stream_error(url, response)
+                raise _stream_error(url, response, what)
             for chunk in response.iter_bytes():
                 stdout.write(chunk)
                 stdout.flush()
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise Unreachable(f"cannot read the build output at {_without_token(url)}: {exc}") from exc
+        raise Unreachable(f"cannot read {what} at {_without_token(url)}: {exc}") from exc
     except BrokenPipeError:
         # `dockyard builds:output | head` closed the pipe: stop quietly, and keep Python from
         # failing again when it flushes stdout at exit.
@@ -197,7 +200,7 @@ def _without_token(url: str) -> str:
     return url.partition("?")[0]
 
 
-def _stream_error(url: str, response: httpx.Response) -> ClientError:
+def _stream_error(url: str, response: httpx.Response, what: str) -> ClientError:
     try:
         body = response.json()
     except ValueError:
@@ -205,7 +208,7 @@ def _stream_error(url: str, response: httpx.Response) -> ClientError:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return ApiError(body["message"], status=response.status_code, id=str(body.get("id", "")))
     return ApiError(
-        f"the build output at {_without_token(url)} answered {response.status_code}",
+        f"{what} at {_without_token(url)} answered {response.status_code}",
         status=response.status_code,
         id="",
     )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import click
 
 from dockyard.cli import output
-from dockyard.cli.client import Client, connect, segment
+from dockyard.cli.client import Client, Json, connect, segment
 from dockyard.cli.errors import ClientError
 from dockyard.cli.options import app_options
 
@@ -31,11 +31,28 @@ def show_config(values: Mapping[str, str], *, shell: bool, as_json: bool) -> Non
         output.pairs(values)
 
 
-def latest_version(client: Client, app: str) -> str:
+def latest_release(client: Client, app: str) -> Json | None:
     releases = client.listing(
         f"/apps/{segment(app)}/releases", "version ..; max=1, order=desc", limit=1
     )
-    return f"v{releases[0]['version']}" if releases else ""
+    return releases[0] if releases else None
+
+
+def version_of(release: Json | None) -> str:
+    return f"v{release['version']}" if release else ""
+
+
+def latest_version(client: Client, app: str) -> str:
+    return version_of(latest_release(client, app))
+
+
+def warn_if_pending(release: Json | None, change: str) -> None:
+    """Heroku's warning when the new release waits for its release command."""
+    if release is not None and release.get("status") == "pending":
+        output.warn(
+            f"Release command executing: this {change} will not be available until the "
+            "command succeeds. Use `dockyard releases:output` to view the log."
+        )
 
 
 def _assignments(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -105,7 +122,9 @@ def config_set(app: str, pairs: tuple[str, ...]) -> None:
         names = ", ".join(values)
         with output.action(f"Setting {names} and restarting {output.hexagon(app)}") as done:
             result = client.patch(f"/apps/{segment(app)}/config-vars", values)
-            done.append(latest_version(client, app))
+            latest = latest_release(client, app)
+            done.append(version_of(latest))
+    warn_if_pending(latest, "config change")
     output.pairs({key: result.get(key, value) for key, value in values.items()})
 
 
@@ -118,7 +137,9 @@ def config_unset(app: str, keys: tuple[str, ...]) -> None:
         names = ", ".join(keys)
         with output.action(f"Unsetting {names} and restarting {output.hexagon(app)}") as done:
             client.patch(f"/apps/{segment(app)}/config-vars", dict.fromkeys(keys))
-            done.append(latest_version(client, app))
+            latest = latest_release(client, app)
+            done.append(version_of(latest))
+    warn_if_pending(latest, "config change")
 
 
 COMMANDS = (config_list, config_get, config_set, config_unset)

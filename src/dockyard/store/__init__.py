@@ -11,12 +11,17 @@ from alembic.script import ScriptDirectory
 
 from dockyard.store.database import Database
 from dockyard.store.models import (
+    Addon,
+    AddonAttachment,
     App,
     Base,
     Build,
+    Certificate,
     Collaborator,
     ConfigVar,
+    Domain,
     Formation,
+    LogDrain,
     Release,
     Slug,
     SSHKey,
@@ -50,13 +55,18 @@ def pending_migrations(database: Database) -> bool:
 
 
 __all__ = [
+    "Addon",
+    "AddonAttachment",
     "App",
     "Base",
     "Build",
+    "Certificate",
     "Collaborator",
     "ConfigVar",
     "Database",
+    "Domain",
     "Formation",
+    "LogDrain",
     "Release",
     "SSHKey",
     "Slug",

@@ -7,16 +7,27 @@ the same sequences lock the app's row (``SELECT … FOR UPDATE``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dockyard.errors import Conflict, DockyardError, StoreError
+
+M = TypeVar("M")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class _RowWatcher(Generic[M, R]):
+    model: type[M]
+    describe: Callable[[Session, M], R]
+    callback: Callable[[list[R]], None]
 
 
 def engine_url(url: str) -> str:
@@ -60,6 +71,70 @@ class Database:
         self.url = url
         self.engine = create_store_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._watchers: list[tuple[tuple[type, ...], Callable[[], None]]] = []
+        self._row_watchers: list[_RowWatcher[Any, Any]] = []
+        event.listen(self._sessions, "after_flush", self._note_changes)
+        event.listen(self._sessions, "before_commit", self._describe_new_rows)
+        event.listen(self._sessions, "after_commit", self._tell_watchers)
+        event.listen(self._sessions, "after_rollback", self._forget_changes)
+
+    def on_commit(self, models: tuple[type, ...], callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each commit that added, changed or deleted one of ``models``.
+
+        It runs in the committing thread, so it must be thread-safe and quick.
+        """
+        self._watchers.append((models, callback))
+
+    def on_new_rows(
+        self,
+        model: type[M],
+        describe: Callable[[Session, M], R],
+        callback: Callable[[list[R]], None],
+    ) -> None:
+        """After each commit that added ``model`` rows, ``callback`` with ``describe`` of each.
+
+        ``describe(session, row)`` runs just before the commit, in its transaction (it may
+        read related rows); ``callback`` after it, in the committing thread, so it must be
+        thread-safe and quick. Nothing is called for a transaction that rolls back.
+        """
+        self._row_watchers.append(_RowWatcher(model, describe, callback))
+
+    def _note_changes(self, session: Session, _context: Any) -> None:
+        touched = session.info.setdefault("touched", set())
+        for instance in (*session.new, *session.dirty, *session.deleted):
+            touched.add(type(instance))
+        if self._row_watchers:
+            added = session.info.setdefault("added", [])
+            added.extend(
+                instance
+                for instance in session.new
+                if any(isinstance(instance, w.model) for w in self._row_watchers)
+            )
+
+    def _describe_new_rows(self, session: Session) -> None:
+        if not self._row_watchers:
+            return
+        if any(isinstance(i, w.model) for i in session.new for w in self._row_watchers):
+            session.flush()  # rows not flushed yet are noted too
+        added = session.info.pop("added", [])
+        if added:
+            session.info["described"] = [
+                (watcher.callback, [watcher.describe(session, row) for row in rows])
+                for watcher in self._row_watchers
+                if (rows := [row for row in added if isinstance(row, watcher.model)])
+            ]
+
+    def _forget_changes(self, session: Session) -> None:
+        for key in ("touched", "added", "described"):
+            session.info.pop(key, None)
+
+    def _tell_watchers(self, session: Session) -> None:
+        touched = session.info.pop("touched", set())
+        for models, callback in self._watchers:
+            if any(issubclass(kind, models) for kind in touched):
+                callback()
+        for row_callback, described in session.info.pop("described", []):
+            row_callback(described)
 
     @property
     def dialect(self) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -127,6 +128,12 @@ class App(Resource, Base):
     formation_defaults: Mapped[dict[str, Any]] = mapped_column(
         JSON, default=dict, server_default=text("'{}'")
     )
+    # TLS: automated certificates (ACME) for its custom domains; HTTP redirected to HTTPS.
+    acm: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    https_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The router's timeouts for this app, in seconds; None: the platform's settings.
+    router_timeout: Mapped[int | None] = mapped_column(Integer, default=None)
+    router_idle_timeout: Mapped[int | None] = mapped_column(Integer, default=None)
     owner: Mapped[User] = relationship()
 
 
@@ -163,8 +170,12 @@ class Release(Resource, Base):
     description: Mapped[str] = mapped_column(String(500))
     config: Mapped[dict[str, str]] = mapped_column(JSON)
     slug_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("slugs.id"), default=None)
+    # pending (its release phase has yet to succeed) | succeeded | failed; see release_phase.py
     status: Mapped[str] = mapped_column(String(20), default="succeeded")
     current: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set on the app's first successful deploy when its slug has an app.json postdeploy
+    # script: pending | running | succeeded | failed. It runs once per app, ever.
+    postdeploy: Mapped[str | None] = mapped_column(String(20), default=None)
     user_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
@@ -185,6 +196,8 @@ class Slug(Resource, Base):
     commit_description: Mapped[str | None] = mapped_column(String(500), default=None)
     buildpack_provided_description: Mapped[str | None] = mapped_column(String(200), default=None)
     stack: Mapped[str] = mapped_column(String(50))
+    # app.json's scripts.postdeploy, as built into this slug.
+    postdeploy: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Build(Resource, Base):
@@ -221,3 +234,108 @@ class Formation(Resource, Base):
     quantity: Mapped[int] = mapped_column(Integer, default=0)
     size: Mapped[str] = mapped_column(String(30))
     command: Mapped[str] = mapped_column(Text)
+
+
+class Domain(Resource, Base):
+    """A custom hostname an app is served at, besides its default ``<app>.<domain>``.
+
+    A hostname belongs to at most one app. ``*.example.com`` is a wildcard domain: the router
+    sends it any subdomain of ``example.com`` that no more specific hostname claims.
+    """
+
+    __tablename__ = "domains"
+
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    # Automated certificate management: the domain's state (None while ACM is off) and,
+    # when it failed, the CA's reason.
+    acm_status: Mapped[str | None] = mapped_column(Text, default=None)
+    acm_status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # After failed orders: how many in a row, and when the next is due (the back-off).
+    acm_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    acm_retry_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The uploaded certificate (Heroku's SNI endpoint) chosen for this hostname, if any: the
+    # router serves it before any other that covers the hostname.
+    sni_endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("certificates.id", ondelete="SET NULL"), index=True, default=None
+    )
+    app: Mapped[App] = relationship()
+    sni_endpoint: Mapped[Certificate | None] = relationship()
+
+
+class Addon(Resource, Base):
+    """A provisioned backing service (a database, a Redis, a bucket) owned by one app.
+
+    ``provider_data`` is what the provider needs to manage it, credentials included; it is
+    kept here only, and reaches apps only as config vars through an :class:`AddonAttachment`.
+    """
+
+    __tablename__ = "addons"
+
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    service: Mapped[str] = mapped_column(String(50))
+    plan: Mapped[str] = mapped_column(String(50))
+    state: Mapped[str] = mapped_column(String(20), default="provisioning")
+    failure: Mapped[str | None] = mapped_column(Text, default=None)
+    provider_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    app: Mapped[App] = relationship()
+
+
+class AddonAttachment(Resource, Base):
+    """An add-on attached to an app under a name: ``DATABASE`` gives it ``DATABASE_URL``."""
+
+    __tablename__ = "addon_attachments"
+    __table_args__ = (UniqueConstraint("app_id", "name"),)
+
+    addon_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("addons.id", ondelete="CASCADE"), index=True
+    )
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    addon: Mapped[Addon] = relationship()
+    app: Mapped[App] = relationship()
+
+
+class LogDrain(Resource, Base):
+    """Where an app's log stream is also sent: a syslog (TCP or TLS) or HTTPS URL.
+
+    ``token`` (``d.<uuid>``) names the drain in what it receives (the syslog HOSTNAME, the
+    ``Logplex-Drain-Token`` header). An app has each URL at most once.
+    """
+
+    __tablename__ = "log_drains"
+    __table_args__ = (UniqueConstraint("app_id", "url"),)
+
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    token: Mapped[str] = mapped_column(String(50), unique=True)
+    app: Mapped[App] = relationship()
+
+
+class Certificate(Resource, Base):
+    """A TLS certificate chain and its private key, served by SNI for the hostnames it covers.
+
+    ``app_id`` is None for the platform's default certificate (``*.<DOCKYARD_DOMAIN>``).
+    ``source`` is ``uploaded`` (``certs:add``), ``acm`` (issued by ACME) or ``platform`` (the
+    local CA's). ``key_pem`` never leaves the platform: no API shape or log line holds it.
+    """
+
+    __tablename__ = "certificates"
+
+    app_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), index=True, default=None
+    )
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    chain_pem: Mapped[str] = mapped_column(Text)
+    key_pem: Mapped[str] = mapped_column(Text)
+    hostnames: Mapped[list[str]] = mapped_column(JSON)  # the leaf's DNS names (SANs)
+    subject: Mapped[str] = mapped_column(String(500))
+    issuer: Mapped[str] = mapped_column(String(500))
+    starts_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    source: Mapped[str] = mapped_column(String(20))
+    app: Mapped[App | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Certificate {self.name} {self.hostnames} {self.source}>"  # never the key
