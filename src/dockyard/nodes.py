@@ -26,7 +26,7 @@ from dockyard import formation
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.runtime import Dyno
 from dockyard.runtime.docker_engine import Engine, EngineError
-from dockyard.runtime.swarm_services import APP_LABEL, PROCESS_TYPE_LABEL
+from dockyard.runtime.swarm_services import APP_LABEL, DYNO_NAME_LABEL, PROCESS_TYPE_LABEL
 from dockyard.settings import Settings
 
 LOCAL_ID = "local"
@@ -133,7 +133,7 @@ class SwarmNodes:
             service = names.get(str(task.get("ServiceID")), (None, str(task.get("ServiceID"))))
             app, base = service
             slot = task.get("Slot")
-            name = f"{base}.{slot}" if slot else base
+            name = f"{base}.{slot}" if slot and "." not in base else base
             state = str((task.get("Status") or {}).get("State", "unknown"))
             by_node.setdefault(str(task.get("NodeID")), []).append(Task(app, name, state))
         shaped = [_node(raw, by_node.get(str(raw["ID"]), [])) for raw in nodes]
@@ -193,8 +193,10 @@ def _service_name(raw: Mapping[str, Any]) -> tuple[str | None, str]:
     spec = raw.get("Spec") or {}
     labels = spec.get("Labels") or {}
     app, kind = labels.get(APP_LABEL), labels.get(PROCESS_TYPE_LABEL)
+    if app and labels.get(DYNO_NAME_LABEL):
+        return str(app), str(labels[DYNO_NAME_LABEL])  # a dyno's service: web.3
     if app and kind:
-        return str(app), str(kind)
+        return str(app), str(kind)  # a process type's service: its tasks' slots number them
     return None, str(spec.get("Name", raw.get("ID")))
 
 

@@ -259,7 +259,7 @@ class Reconciler:
     def _publish(self, app_id: str) -> None:
         """Recompute the app's endpoints from the dynos' states; tell watchers of a change."""
         now = frozenset(
-            Endpoint(s.dyno.name, s.dyno.release_version, "127.0.0.1", s.dyno.port)
+            Endpoint(s.dyno.name, s.dyno.release_version, s.dyno.host, s.dyno.port)
             for s in self._states.values()
             if s.dyno.app_id == app_id
             and s.dyno.process_type == "web"
@@ -568,7 +568,7 @@ class Reconciler:
         assert state.booted is not None
         deadline = self.clock() + self.boot_timeout
         while self._states.get(dyno.id) is state:
-            if await _accepts(dyno.port):
+            if await _accepts(dyno.host, dyno.port):
                 state.state, state.since = "up", self.wall()
                 self._publish(dyno.app_id)
                 self._say(dyno, "State changed from starting to up")
@@ -604,7 +604,7 @@ class Reconciler:
         was_up = state is not None and state.state == "up" and dyno.port is not None
         if was_up and dyno.process_type == "web" and self._drain is not None:
             assert dyno.port is not None
-            endpoint = Endpoint(dyno.name, dyno.release_version, "127.0.0.1", dyno.port)
+            endpoint = Endpoint(dyno.name, dyno.release_version, dyno.host, dyno.port)
             try:
                 await self._drain(dyno.app_id, endpoint)
             except Exception:
@@ -651,6 +651,11 @@ class Reconciler:
         self._publish(dyno.app_id)
         if state is not None and state.booted is not None and not state.booted.done():
             state.booted.set_result(False)
+        if ended.reason == "node" and dyno.process_type not in ONE_OFF:
+            # Not a crash: its node drains or went down; the next pass starts it elsewhere.
+            self._say(dyno, f"Process exited with status {ended.status} (its node stopped it)")
+            self.poke()
+            return
         if ended.stopped is not None or dyno.process_type in ONE_OFF:
             return
         if state is None and (dyno.app_id, dyno.name) in self._crashed:
@@ -681,10 +686,10 @@ class Reconciler:
             del self._crashed[key]
 
 
-async def _accepts(port: int) -> bool:
+async def _accepts(host: str, port: int) -> bool:
     try:
         async with asyncio.timeout(1.0):
-            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            _reader, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
         return False
     writer.close()

@@ -183,7 +183,11 @@ async def _open_runtime(settings: Settings) -> Runtime:
 
         return await DockerRuntime.open(settings.data_dir, socket_path=settings.docker_socket)
     if settings.runtime == "swarm":
-        raise DynoError("the swarm runtime is not available yet (DOCKYARD_RUNTIME=swarm)")
+        from dockyard.runtime.swarm import SwarmRuntime
+
+        return await SwarmRuntime.open(
+            settings.data_dir, registry=settings.registry, socket_path=settings.docker_socket
+        )
     return await ProcessRuntime.open(settings.data_dir)
 
 

@@ -6,7 +6,8 @@ runs, reports each exit and tells what a dyno uses. A one-off dyno started with 
 (:meth:`Runtime.attach`) instead of the log; it ends when the attachment closes. The
 ``process`` driver (:mod:`dockyard.runtime.process`) runs dynos as sandboxed processes on
 this node, the ``docker`` driver (:mod:`dockyard.runtime.docker`) as containers of the Docker
-engine on this node; a ``swarm`` driver implements the same :class:`Runtime`. Nothing
+engine on this node, the ``swarm`` driver (:mod:`dockyard.runtime.swarm`) as services of a
+Docker Swarm, on its nodes. Nothing
 outside this package may assume dynos are processes.
 
 Errors::
@@ -101,6 +102,8 @@ class Dyno:
     pid: int  # the driver's handle on the host (a process, later a container's)
     started_at: float  # seconds since the epoch
     log_path: Path  # timestamped output lines, one JSON object per line
+    # Where a web dyno's port is: this machine, or the node a cluster runs it on.
+    host: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ class Exit:
     at: float
     stopped: Stopped | None = None
     # Why it ended when the platform knows better than the status: "memory" when the kernel
-    # killed it for going over its size's memory limit (Heroku's R15).
+    # killed it for going over its size's memory limit (Heroku's R15); "node" when the
+    # cluster stopped it because its node drains or went down (not a crash).
     reason: str | None = None
 
 

@@ -46,7 +46,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -217,8 +217,8 @@ class DockerRuntime:
             record = _read_json(directory / "dyno.json")
             if record is None or directory.name in seen or (directory / "acknowledged").exists():
                 continue
-            dyno = _dyno_from(record)
-            self._exits.put_nowait(Exit(dyno, None, time.time(), _stop_of(directory)))
+            dyno = dyno_from(record)
+            self._exits.put_nowait(Exit(dyno, None, time.time(), stop_of(directory)))
 
     async def _adopt(self, container: str, record: dict[str, Any], attach: bool) -> None:
         directory = self._root / str(record["id"])
@@ -230,7 +230,7 @@ class DockerRuntime:
             # Its exit was taken, or its start was cut short before it was recorded.
             await self._engine.remove(container)
             return
-        dyno = _dyno_from(_read_json(directory / "dyno.json") or record)
+        dyno = dyno_from(_read_json(directory / "dyno.json") or record)
         running = _Running(dyno, container, directory, attach=attach)
         if status.get("Status") not in ("created", "running", "paused", "restarting"):
             # Ended while nobody watched: the rest of its output, then its exit, now.
@@ -262,13 +262,7 @@ class DockerRuntime:
     # -- starting ------------------------------------------------------------------------
 
     async def start(self, spec: DynoSpec) -> Dyno:
-        if not _NAME.match(spec.name):
-            raise DynoError(f"invalid dyno name {spec.name!r}; expected a form like web.1")
-        if not spec.command.strip():
-            raise DynoError(f"dyno {spec.name} has no command")
-        size = SIZES.get(spec.size)
-        if size is None:
-            raise DynoError(f"unknown dyno size {spec.size!r}; known sizes are {', '.join(SIZES)}")
+        size = check_spec(spec)
         image = await self._images.for_spec(spec)
         dyno_id = f"{spec.app_id}.{spec.name}.{uuid.uuid4().hex[:12]}"
         directory = self._root / dyno_id
@@ -387,47 +381,25 @@ class DockerRuntime:
 
     async def _follow(self, running: _Running) -> None:
         """Copy the container's log to the dyno's, until it stopped; then report its end."""
-        path = running.dyno.log_path
-        cursor = await asyncio.to_thread(_cursor, path)
-        last, count = cursor if cursor is not None else (None, 0)
-        skip_at, skip = last, count
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         follow = True
-        try:
-            while True:
-                since = None if last is None else _unix(last)
-                try:
-                    async for record in self._engine.logs(
-                        running.container, since=since, follow=follow
-                    ):
-                        if record.time == skip_at and skip > 0:
-                            skip -= 1  # copied before: `since` is inclusive
-                            continue
-                        line = {
-                            "time": _stamp(record.time),
-                            "stream": record.stream,
-                            "line": record.text.removesuffix("\n").removesuffix("\r"),
-                            "ts": record.time,
-                        }
-                        os.write(fd, (json.dumps(line) + "\n").encode())
-                        count = count + 1 if record.time == last else 1
-                        last = record.time
-                except EngineError as exc:
-                    log.warning("following %s's output: %s", running.dyno.name, exc.message)
-                skip_at, skip = last, count
-                if not follow:
-                    break
-                state = await self._inspect_quietly(running.container)
-                if state is None:
-                    break
-                if not (state.get("State") or {}).get("Running"):
-                    # The followed stream can end before the engine logged the container's
-                    # last output (a line without a newline, say): read once more, to the end.
-                    follow = False
-                    continue
-                await asyncio.sleep(RETRY)  # the engine dropped the stream; it runs on
-        finally:
-            os.close(fd)
+        while True:
+            try:
+                await copy_log(
+                    self._engine, running.container, running.dyno.log_path, follow=follow
+                )
+            except EngineError as exc:
+                log.warning("following %s's output: %s", running.dyno.name, exc.message)
+            if not follow:
+                break
+            state = await self._inspect_quietly(running.container)
+            if state is None:
+                break
+            if not (state.get("State") or {}).get("Running"):
+                # The followed stream can end before the engine logged the container's
+                # last output (a line without a newline, say): read once more, to the end.
+                follow = False
+                continue
+            await asyncio.sleep(RETRY)  # the engine dropped the stream; it runs on
         await self._ended(running)
 
     async def _inspect_quietly(self, container: str) -> dict[str, Any] | None:
@@ -456,7 +428,7 @@ class DockerRuntime:
         status: int | None = state.get("ExitCode") if state else None
         at = _epoch(state.get("FinishedAt")) or time.time()
         reason = "memory" if state.get("OOMKilled") and status == 137 else None
-        ended = Exit(running.dyno, status, at, _stop_of(running.directory, status), reason)
+        ended = Exit(running.dyno, status, at, stop_of(running.directory, status), reason)
         self._finish(running, ended)
 
     def _finish(self, running: _Running, ended: Exit) -> None:
@@ -477,7 +449,7 @@ class DockerRuntime:
         _write_json(running.directory / "stop.json", {"grace_exceeded": False})
         with contextlib.suppress(EngineError):
             await self._engine.remove(running.container)
-        self._finish(running, Exit(running.dyno, None, time.time(), _stop_of(running.directory)))
+        self._finish(running, Exit(running.dyno, None, time.time(), stop_of(running.directory)))
 
     async def attach(self, dyno_id: str) -> Attachment:
         running = self._running.get(dyno_id)
@@ -515,7 +487,7 @@ class DockerRuntime:
         _write_json(running.directory / "stop.json", {"grace_exceeded": False})
         with contextlib.suppress(EngineError):
             await self._engine.remove(running.container)
-        self._finish(running, Exit(running.dyno, None, time.time(), _stop_of(running.directory)))
+        self._finish(running, Exit(running.dyno, None, time.time(), stop_of(running.directory)))
 
     async def _hang_up(self, dyno_id: str) -> None:
         with contextlib.suppress(DynoNotFound):
@@ -555,17 +527,7 @@ class DockerRuntime:
         running = self._running.get(dyno_id)
         if running is None:
             raise DynoNotFound(f"no dyno {dyno_id} runs here")
-        stats = await self._engine.stats(running.container)
-        memory = stats.get("memory_stats") or {}
-        detail = memory.get("stats") or {}
-        inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
-        cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0)
-        pids = int((stats.get("pids_stats") or {}).get("current", 0) or 0)
-        return Usage(
-            memory_bytes=max(0, int(memory.get("usage", 0)) - int(inactive)),
-            cpu_seconds=int(cpu) / 1e9,
-            processes=max(0, pids - 1),  # not counting the init
-        )
+        return usage_of(await self._engine.stats(running.container))
 
     async def list(self) -> list[Dyno]:
         return [running.dyno for running in self._running.values()]
@@ -588,23 +550,7 @@ class DockerRuntime:
             log.warning("could not remove the container of dyno %s: %s", dyno_id, exc.message)
 
     async def outputs(self) -> Sequence[DynoOutput]:
-        def scan() -> list[DynoOutput]:
-            found = []
-            for directory in sorted(self._root.iterdir()):
-                record = _read_json(directory / "dyno.json")
-                if isinstance(record, dict) and "log_path" in record:
-                    found.append(
-                        DynoOutput(
-                            str(record["id"]),
-                            str(record["app_id"]),
-                            str(record["app_name"]),
-                            str(record["name"]),
-                            Path(record["log_path"]),
-                        )
-                    )
-            return found
-
-        return await asyncio.to_thread(scan)
+        return await dyno_outputs(self._root)
 
     async def tidy(self, now: float | None = None) -> None:
         """Remove ended dynos' directories (as the process driver does, see its tidy()),
@@ -656,15 +602,18 @@ class DockerRuntime:
         await self._engine.close()
 
 
-def _dyno_from(record: dict[str, Any]) -> Dyno:
-    return Dyno(**{**record, "log_path": Path(record["log_path"])})
+def dyno_from(record: dict[str, Any]) -> Dyno:
+    """The dyno a ``dyno.json`` record holds (a driver may record more beside it)."""
+    known = {f.name for f in fields(Dyno)}
+    values = {k: v for k, v in record.items() if k in known}
+    return Dyno(**{**values, "log_path": Path(record["log_path"])})
 
 
 def _with_pid(dyno: Dyno, pid: int) -> Dyno:
     return Dyno(**{**asdict(dyno), "pid": pid})
 
 
-def _stop_of(directory: Path, status: int | None = None) -> Stopped | None:
+def stop_of(directory: Path, status: int | None = None) -> Stopped | None:
     """How the platform stopped the dyno (``stop.json``), None when it did not."""
     stop = _read_json(directory / "stop.json")
     return None if stop is None else Stopped(status, bool(stop.get("grace_exceeded")))
@@ -676,3 +625,78 @@ def _terminal_size(env: dict[str, str] | Any) -> tuple[int, int]:
         value = str(env.get(name, ""))
         sizes.append(int(value) if value.isdigit() and 0 < int(value) < 0x10000 else default)
     return sizes[0], sizes[1]
+
+
+def check_spec(spec: DynoSpec) -> Size:
+    """The spec's size, once its name, command and size are known to be valid."""
+    if not _NAME.match(spec.name):
+        raise DynoError(f"invalid dyno name {spec.name!r}; expected a form like web.1")
+    if not spec.command.strip():
+        raise DynoError(f"dyno {spec.name} has no command")
+    size = SIZES.get(spec.size)
+    if size is None:
+        raise DynoError(f"unknown dyno size {spec.size!r}; known sizes are {', '.join(SIZES)}")
+    return size
+
+
+async def copy_log(
+    engine: Engine, source: str, path: Path, *, follow: bool, kind: str = "containers"
+) -> None:
+    """Append a container's (or a Swarm service's) log to the dyno's at ``path``, from
+    where the last copy stopped, in the runtime's format; with ``follow`` until the stream
+    ends."""
+    cursor = await asyncio.to_thread(_cursor, path)
+    last, count = cursor if cursor is not None else (None, 0)
+    skip_at, skip = last, count
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        since = None if last is None else _unix(last)
+        async for record in engine.logs(source, since=since, follow=follow, kind=kind):
+            if record.time == skip_at and skip > 0:
+                skip -= 1  # copied before: `since` is inclusive
+                continue
+            line = {
+                "time": _stamp(record.time),
+                "stream": record.stream,
+                "line": record.text.removesuffix("\n").removesuffix("\r"),
+                "ts": record.time,
+            }
+            os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def usage_of(stats: dict[str, Any]) -> Usage:
+    """A container's usage from the engine's stats."""
+    memory = stats.get("memory_stats") or {}
+    detail = memory.get("stats") or {}
+    inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+    cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0)
+    pids = int((stats.get("pids_stats") or {}).get("current", 0) or 0)
+    return Usage(
+        memory_bytes=max(0, int(memory.get("usage", 0)) - int(inactive)),
+        cpu_seconds=int(cpu) / 1e9,
+        processes=max(0, pids - 1),  # not counting the init
+    )
+
+
+async def dyno_outputs(root: Path) -> list[DynoOutput]:
+    """The output logs of the dynos recorded under ``root``."""
+
+    def scan() -> list[DynoOutput]:
+        found = []
+        for directory in sorted(root.iterdir()):
+            record = _read_json(directory / "dyno.json")
+            if isinstance(record, dict) and "log_path" in record:
+                found.append(
+                    DynoOutput(
+                        str(record["id"]),
+                        str(record["app_id"]),
+                        str(record["app_name"]),
+                        str(record["name"]),
+                        Path(record["log_path"]),
+                    )
+                )
+        return found
+
+    return await asyncio.to_thread(scan)

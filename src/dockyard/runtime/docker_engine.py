@@ -1,16 +1,18 @@
 """A small typed client for the Docker Engine API, over its unix socket (httpx).
 
-Only what Dockyard uses: images (inspect, build, import, tag, remove), containers (create,
-start, kill, wait, inspect, list, remove, stats, resize), their logs as a stream of
-:class:`LogRecord`, and attaching to a container's stdio (:func:`attach`, a hijacked
-connection). The API version is pinned (:data:`API_VERSION`, Debian bookworm's Docker 20.10
-speaks it, and newer engines still do), so replies keep their shape. Every failure of the
+Only what Dockyard uses: images (inspect, build, import, tag, push, remove), containers
+(create, start, kill, wait, inspect, list, remove, stats, resize), their logs and a Swarm
+service's as a stream of :class:`LogRecord`, attaching to a container's stdio
+(:func:`attach`, a hijacked connection), and a swarm's services, tasks and nodes. The API
+version is pinned (:data:`API_VERSION`, Debian bookworm's Docker 20.10 speaks it, and newer
+engines still do), so replies keep their shape. Every failure of the
 engine or of the socket is raised as :class:`EngineError` (:class:`EngineNotFound` for a 404).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import struct
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
@@ -250,6 +252,18 @@ class Engine:
             "POST", f"/images/{quote(image, safe='')}/tag", params={"repo": repository, "tag": tag}
         )
 
+    async def push(self, reference: str) -> None:
+        """Push an image (``registry:port/repository:tag``) to its registry."""
+        name, _, tag = reference.rpartition(":")
+        await self._json_stream(
+            "POST",
+            f"/images/{quote(name, safe='')}/push",
+            params=[("tag", tag)],
+            # No credentials: the platform's registry trusts the cluster's network.
+            headers={"X-Registry-Auth": base64.b64encode(b"{}").decode()},
+            on_line=lambda _record: None,
+        )
+
     async def remove_image(self, reference: str) -> None:
         """Remove an image (or one of its tags); one a container uses stays (409)."""
         await self.request(
@@ -316,17 +330,23 @@ class Engine:
         )
 
     async def logs(
-        self, container: str, *, since: str | None = None, follow: bool = True
+        self,
+        container: str,
+        *,
+        since: str | None = None,
+        follow: bool = True,
+        kind: str = "containers",
     ) -> AsyncIterator[LogRecord]:
         """The container's log (stdout and stderr, with the engine's timestamps), with
         ``follow`` followed until the container stops, else what it holds now. ``since``
-        (seconds since the epoch, with nanoseconds) starts there, inclusive."""
+        (seconds since the epoch, with nanoseconds) starts there, inclusive. With ``kind``
+        ``"services"``, a Swarm service's: its tasks' on every node, through the manager."""
         params = {"follow": str(int(follow)), "stdout": "1", "stderr": "1", "timestamps": "1"}
         if since is not None:
             params["since"] = since
         try:
             async with self._client.stream(
-                "GET", f"/containers/{container}/logs", params=params, timeout=None
+                "GET", f"/{kind}/{container}/logs", params=params, timeout=None
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
@@ -377,3 +397,45 @@ class Engine:
                 raise EngineNotFound(f"no container {container}")
             raise EngineError(f"Docker refused to attach to {container}: {status_line}")
         return reader, writer
+
+    # -- a swarm (on a manager) ----------------------------------------------------------
+
+    async def services(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
+        """The swarm's services with these labels (None: with any value)."""
+        filters = {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
+        response = await self.request(
+            "GET", "/services", params={"filters": json.dumps(filters)}, timeout=10.0
+        )
+        reply: list[dict[str, Any]] = response.json()
+        return reply
+
+    async def create_service(self, spec: Mapping[str, Any]) -> str:
+        response = await self.request("POST", "/services/create", body=spec, timeout=30.0)
+        return str(response.json()["ID"])
+
+    async def update_service(self, service: str, version: int, spec: Mapping[str, Any]) -> None:
+        await self.request(
+            "POST",
+            f"/services/{quote(service, safe='')}/update",
+            params={"version": str(version)},
+            body=spec,
+            timeout=30.0,
+        )
+
+    async def remove_service(self, service: str) -> None:
+        await self.request("DELETE", f"/services/{quote(service, safe='')}", ok=(404,))
+
+    async def tasks(self, filters: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+        response = await self.request(
+            "GET", "/tasks", params={"filters": json.dumps(dict(filters))}, timeout=10.0
+        )
+        reply: list[dict[str, Any]] = response.json()
+        return reply
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        reply: list[dict[str, Any]] = (await self.request("GET", "/nodes", timeout=10.0)).json()
+        return reply
+
+    async def info(self) -> dict[str, Any]:
+        reply: dict[str, Any] = (await self.request("GET", "/info", timeout=10.0)).json()
+        return reply

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         description="The Docker engine's API socket, for DOCKYARD_RUNTIME=docker and swarm "
         "(see docs/docker.md, docs/swarm.md).",
     )
+    registry: str | None = Field(
+        default=None,
+        description="DOCKYARD_RUNTIME=swarm: the registry (HOST:PORT) the platform pushes "
+        "release images to and every node pulls them from (see docs/swarm.md).",
+    )
 
     build_timeout: int = Field(
         default=900,
