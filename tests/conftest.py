@@ -263,6 +263,10 @@ async def stop_dynos(data_dir: Path) -> None:
         from docker_support import remove_containers_under
 
         await asyncio.to_thread(remove_containers_under, data_dir)
+    if (data_dir / "swarm").exists():  # DOCKYARD_RUNTIME=swarm: its services
+        from docker_support import remove_services_under
+
+        await asyncio.to_thread(remove_services_under, data_dir)
     if not (data_dir / "dynos").exists():
         return
     runtime = await ProcessRuntime.open(data_dir)

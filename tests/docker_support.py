@@ -82,6 +82,24 @@ def remove_containers_under(path: Path) -> None:
     asyncio.run(remove())
 
 
+def remove_services_under(path: Path) -> None:
+    """Remove the swarm runtime's dyno services of data directories under ``path``."""
+
+    async def remove() -> None:
+        async with Engine() as engine:
+            for service in await engine.services({SCOPE_LABEL: None}):
+                labels = (service.get("Spec") or {}).get("Labels") or {}
+                try:
+                    dyno_id = str(json.loads(labels[DYNO_LABEL])["id"])
+                except (KeyError, ValueError, TypeError):
+                    continue
+                for data_dir in (path, *path.glob("**/data")):
+                    if (data_dir / "swarm" / "dynos" / dyno_id).exists():
+                        await engine.remove_service(str(service["ID"]))
+
+    asyncio.run(remove())
+
+
 async def open_node_runtime(data_dir: Path) -> ProcessRuntime | DockerRuntime:
     """The runtime a server on ``data_dir`` ran its dynos with (DOCKYARD_RUNTIME)."""
     if (data_dir / "docker").is_dir():

@@ -1,4 +1,4 @@
-"""``releases``, ``releases:info``, ``rollback``."""
+"""``releases``, ``releases:info``, ``rollback`` and ``releases:rollback``."""
 
 from __future__ import annotations
 
@@ -68,6 +68,10 @@ def test_rollback_to_a_version(alice: Cli, app: str) -> None:
     assert config(alice, app) == {}
     alice.run("rollback", "3", "-a", app)
     assert config(alice, app) == {"A": "2"}
+    # Heroku's name for it too.
+    result = alice.run("releases:rollback", "v2", "-a", app)
+    assert f"Rolling back ⬢ {app} to v2... done, v6" in result.stderr
+    assert config(alice, app) == {"A": "1"}
 
 
 def test_rollback_failures(alice: Cli, app: str) -> None:

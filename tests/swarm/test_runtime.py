@@ -4,8 +4,6 @@ drains (reported as the node's doing, not a crash), and adopted by a new runtime
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from docker_support import remove_containers_under, require_docker
+from docker_support import remove_containers_under, remove_services_under, require_docker
 from dockyard.runtime import Dyno, DynoError, Exit
-from dockyard.runtime.docker_engine import Engine
 from dockyard.runtime.swarm import SwarmRuntime
 from runtime.test_process import App, make_slug, next_exit, printed, run, until
 from swarm.cluster import MANAGER_ADDR, WORKER_ADDR, Swarm
@@ -50,20 +47,6 @@ def app(swarm: Swarm, tmp_path: Path) -> Iterator[App]:
     yield made
     remove_services_under(tmp_path)
     remove_containers_under(tmp_path)
-
-
-def remove_services_under(path: Path) -> None:
-    """Remove the dyno services of data directories under ``path`` (a failed test's)."""
-
-    async def remove() -> None:
-        async with Engine() as engine:
-            for service in await engine.services({"dockyard.scope": None}):
-                labels = (service.get("Spec") or {}).get("Labels") or {}
-                record = json.loads(labels.get("dockyard.dyno", "{}"))
-                if (path / "data" / "swarm" / "dynos" / str(record.get("id"))).exists():
-                    await engine.remove_service(str(service["ID"]))
-
-    asyncio.run(remove())
 
 
 async def answers(dyno: Dyno) -> dict[str, object] | None:

@@ -1,4 +1,4 @@
-"""``releases``, ``releases:info``, ``releases:output``, ``rollback``."""
+"""``releases``, ``releases:info``, ``releases:output``, ``releases:rollback`` (``rollback``)."""
 
 from __future__ import annotations
 
@@ -138,20 +138,33 @@ def releases_output(app: str, release: str | None) -> None:
     stream(str(url), "the release output")
 
 
-@click.command("rollback")
-@click.argument("release", required=False, metavar="[vN]")
-@app_options
-def rollback(app: str, release: str | None) -> None:
-    """Roll back to an earlier release: a new release with its code and config vars.
+_ROLLBACK_HELP = """Roll back to an earlier release: a new release with its code and config vars.
 
     Without a version, rolls back to the release before the current one. Add-ons and data
     (databases, files) are not rolled back.
 
     \b
     Examples:
-      dockyard rollback -a my-app
-      dockyard rollback v4 -a my-app
+      dockyard releases:rollback -a my-app
+      dockyard releases:rollback v4 -a my-app
     """
+
+
+@click.command("releases:rollback", help=_ROLLBACK_HELP)
+@click.argument("release", required=False, metavar="[vN]")
+@app_options
+def releases_rollback(app: str, release: str | None) -> None:
+    _rollback(app, release)
+
+
+@click.command("rollback", help=_ROLLBACK_HELP.replace("releases:rollback", "rollback"))
+@click.argument("release", required=False, metavar="[vN]")
+@app_options
+def rollback(app: str, release: str | None) -> None:
+    _rollback(app, release)
+
+
+def _rollback(app: str, release: str | None) -> None:
     with connect() as client:
         if release is None:
             current = _current(client, app)
@@ -175,4 +188,4 @@ def rollback(app: str, release: str | None) -> None:
     output.warn("Rollback affects code and config vars; it doesn't add or remove add-ons.")
 
 
-COMMANDS = (releases_list, releases_info, releases_output, rollback)
+COMMANDS = (releases_list, releases_info, releases_output, releases_rollback, rollback)
