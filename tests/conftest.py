@@ -43,7 +43,8 @@ def work_group(nodeid: str) -> str:
     """The unit of work a test belongs to: ``docker``, or its module's path."""
     path = nodeid.split("::", 1)[0]
     params = nodeid.partition("[")[2]
-    if path.startswith(DOCKER_MODULES) or "docker" in params.rstrip("]").split("-"):
+    drivers = set(params.rstrip("]").split("-"))
+    if path.startswith(DOCKER_MODULES) or {"docker", "swarm"} & drivers:
         return "docker"
     return path
 
@@ -101,6 +102,21 @@ def _reset_postgres(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("DROP SCHEMA public CASCADE")
         connection.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(scope="session")
+def swarm() -> Iterator[Any]:
+    """The two-node swarm (tests/swarm/cluster.py), made once, for the tests that run on it
+    (tests/swarm, and the runtime contract with the swarm driver); skipped with the reason
+    where it cannot be made."""
+    from swarm.cluster import Unavailable, two_node_swarm
+
+    try:
+        with two_node_swarm() as running:
+            print(f"\nswarm set up: {running.timings}", file=sys.stderr)
+            yield running
+    except Unavailable as exc:
+        pytest.skip(f"no two-node swarm here: {exc}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -28,6 +28,10 @@ from dockyard.runtime import Dyno, DynoError, DynoNotFound, DynoSpec, Exit, Runt
 from dockyard.runtime.docker import DockerRuntime
 from dockyard.runtime.process import ProcessRuntime
 from dockyard.runtime.slugs import sha256_of
+from dockyard.runtime.swarm import SwarmRuntime
+from swarm.cluster import MANAGER_ADDR
+
+SWARM_REGISTRY = "DOCKYARD_TEST_SWARM_REGISTRY"  # set by the driver fixture for swarm
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="app uids need root")
@@ -47,7 +51,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 print("listening on", os.environ["PORT"], flush=True)
-HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+HTTPServer(("", int(os.environ["PORT"])), Handler).serve_forever()
 """
 
 WORKER = """\
@@ -118,18 +122,20 @@ def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 
-async def open_runtime(data_dir: Path, driver: str = "process") -> ProcessRuntime | DockerRuntime:
+async def open_runtime(data_dir: Path, driver: str = "process") -> Runtime:
     if driver == "docker":
         return await DockerRuntime.open(data_dir)
+    if driver == "swarm":
+        # The two-node swarm's registry (the ``driver`` fixture, tests/runtime/conftest.py).
+        return await SwarmRuntime.open(data_dir, registry=os.environ[SWARM_REGISTRY])
     return await ProcessRuntime.open(data_dir)
 
 
 @asynccontextmanager
 async def runtime_on(
     data_dir: Path, *, stop_all: bool = True, driver: str = "process"
-) -> AsyncIterator[ProcessRuntime | DockerRuntime]:
+) -> AsyncIterator[Runtime]:
     runtime = await open_runtime(data_dir, driver)
-    _: Runtime = runtime  # the drivers implement the interface (checked by mypy)
     try:
         yield runtime
     finally:
@@ -156,6 +162,15 @@ def has_ended(data: Path, dyno: Dyno, driver: str) -> bool:
     """The dyno's end is recorded on the node (by its supervisor, or by the engine)."""
     if driver == "process":
         return (data / "dynos" / dyno.id / "exit.json").exists()
+    if driver == "swarm":
+        service = json.loads((data / "swarm" / "dynos" / dyno.id / "dyno.json").read_text())
+        done = subprocess.run(
+            ["docker", "service", "ps", "-q", "-f", "desired-state=shutdown", service["service"]],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return bool(done.stdout.strip())
     done = subprocess.run(
         ["docker", "inspect", "-f", "{{.State.Status}}", f"dyno-{dyno.id}"],
         capture_output=True,
@@ -209,7 +224,7 @@ def test_web_dyno_serves_on_its_port_with_the_dyno_environment(tmp_path: Path, d
             assert dyno.port is not None
             assert dyno.name == "web.1"
             assert [d.id for d in await runtime.list()] == [dyno.id]
-            url = f"http://127.0.0.1:{dyno.port}/"
+            url = f"http://{dyno.host}:{dyno.port}/"
             replies: list[httpx.Response] = []
 
             async def answered() -> bool:
@@ -234,10 +249,11 @@ def test_web_dyno_serves_on_its_port_with_the_dyno_environment(tmp_path: Path, d
             # Only the dyno's environment: nothing of the control plane's.
             assert "PYTEST_CURRENT_TEST" not in env
             await until(lambda: f"listening on {dyno.port}" in printed(dyno))
-            usage = await runtime.usage(dyno.id)
-            assert usage.processes == 1  # python: bash exec'd it
-            assert 2**20 < usage.memory_bytes < 2**30
-            assert usage.cpu_seconds >= 0
+            if driver != "swarm" or dyno.host == MANAGER_ADDR:  # else: another node's
+                usage = await runtime.usage(dyno.id)
+                assert usage.processes == 1  # python: bash exec'd it
+                assert 2**20 < usage.memory_bytes < 2**30
+                assert usage.cpu_seconds >= 0
 
             started = time.monotonic()
             stopped = await runtime.stop(dyno.id, grace=10)
@@ -380,12 +396,17 @@ def test_apps_cannot_see_each_other_or_the_data_dir(tmp_path: Path, driver: str)
                 assert (data / "slugs" / str(one.uid)).stat().st_mode & 0o777 == 0o700
                 assert (data / "dynos").stat().st_mode & 0o777 == 0o700
             else:
-                assert (data / "docker" / "dynos").stat().st_mode & 0o777 == 0o700
+                assert (data / driver / "dynos").stat().st_mode & 0o777 == 0o700
 
     run(scenario)
 
 
 def test_stop_gives_sigterm_then_sigkill_after_the_grace(tmp_path: Path, driver: str) -> None:
+    if driver == "swarm":
+        pytest.skip(
+            "swarm: the node's engine kills a dyno after its service's grace period, set when "
+            "it starts (30 s, the platform's), not after one given to stop()"
+        )
     app = App(tmp_path, "stop-app")
 
     async def scenario() -> None:
@@ -531,15 +552,19 @@ def test_a_dyno_that_cannot_start_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 CONTROL_PLANE = """\
-import asyncio, json, sys
+import asyncio, json, os, sys
 from pathlib import Path
 from dockyard.runtime import DynoSpec
 from dockyard.runtime.docker import DockerRuntime
 from dockyard.runtime.process import ProcessRuntime
+from dockyard.runtime.swarm import SwarmRuntime
 
 async def main():
-    driver = DockerRuntime if sys.argv[4] == "docker" else ProcessRuntime
-    runtime = await driver.open(Path(sys.argv[1]))
+    data, driver = Path(sys.argv[1]), sys.argv[4]
+    if driver == "swarm":
+        runtime = await SwarmRuntime.open(data, registry=os.environ["DOCKYARD_TEST_SWARM_REGISTRY"])
+    else:
+        runtime = await (DockerRuntime if driver == "docker" else ProcessRuntime).open(data)
     spec = DynoSpec(**{**json.loads(sys.argv[2]), "slug_path": Path(sys.argv[3])})
     dyno = await runtime.start(spec)
     print(json.dumps({"id": dyno.id, "pid": dyno.pid}), flush=True)

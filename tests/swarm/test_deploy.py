@@ -175,3 +175,30 @@ def test_an_app_spreads_moves_off_a_draining_node_and_deploys_without_failed_req
     settle(deployer, app, {}, timeout=60)
     assert running_on(swarm, app) == {}
     assert time.monotonic() - started < 60
+
+
+def test_a_dockerfile_app_runs_its_image_on_the_swarm(
+    swarm: Swarm, server: Server, deployer: Deployer, tmp_path: Path
+) -> None:
+    app = deployer.create("dockerfile-swarm")
+    repo = make_repo(APPS / "dockerfile-app", tmp_path / "repo")
+    reply = deployer.client.patch(f"/apps/{app}/config-vars", json={"GREETING": "hello"})
+    assert reply.status_code == 200, reply.text
+    pushed = deployer.push(repo, app)
+    assert pushed.status == 0, pushed.output
+    assert "-----> Building the Dockerfile with Docker" in pushed.lines
+    version = deployer.current(app)["version"]
+    scale(deployer, app, "web", 2)
+    settle(deployer, app, {"web.1": version, "web.2": version}, timeout=180)
+    assert running_on(swarm, app) == {swarm.manager_id: 1, swarm.worker_id: 1}
+    wait_until(lambda: via_router(server, app).status_code == 200, 30)
+    seen = {via_router(server, app).json()["dyno"] for _ in range(20)}
+    assert seen == {"web.1", "web.2"}  # both nodes' dynos serve
+    served = via_router(server, app).json()
+    assert (served["greeting"], served["cwd"]) == ("hello", "/srv")
+    assert served["uid"] != 0
+    done = cli(server, deployer, "run", "-x", "-a", app, "--", "sh", "-c", "pwd; exit 5")
+    assert done.returncode == 5, done.stderr
+    assert done.stdout.strip().endswith("/srv")
+    scale(deployer, app, "web", 0)
+    settle(deployer, app, {}, timeout=60)

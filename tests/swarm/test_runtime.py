@@ -128,6 +128,7 @@ def test_a_dyno_no_node_can_take_fails_with_swarms_reason(
 ) -> None:
     async def scenario() -> None:
         runtime = await SwarmRuntime.open(tmp_path / "data", registry=swarm.registry)
+        runtime.unplaced = 3.0
         try:
             spec = app.spec("web.1", "python3 server.py", size="performance-l")
             too_big: list[Dyno] = []

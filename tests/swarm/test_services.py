@@ -1,6 +1,6 @@
-"""A process type as a Swarm service (dockyard.runtime.swarm_services) on the two-node swarm:
-replicas spread with their DYNO names and limits, and a release whose tasks never become
-healthy is rolled back by Swarm while the old release keeps running."""
+"""A dyno as a Swarm service (dockyard.runtime.swarm_services) on the two-node swarm: on its
+node's host network with its size's limits, no capabilities and a private /tmp, never
+restarted by Swarm, and its output served by the manager from either node."""
 
 from __future__ import annotations
 
@@ -10,142 +10,114 @@ import pytest
 
 from dockyard import formation
 from dockyard.runtime.docker_engine import split_frames
-from dockyard.runtime.swarm_services import (
-    RELEASE_LABEL,
-    WEB_PORT,
-    HealthCheck,
-    ProcessService,
-    service_spec,
-)
-from swarm.cluster import Swarm, wait_for
+from dockyard.runtime.swarm_services import DynoService, dyno_service, service_name
+from swarm.cluster import TEST_LABEL, Swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 
-# The test image has socat, not bash: the health check is a TCP connect with it.
-TCP_CHECK = HealthCheck(
-    ["CMD", "/usr/bin/socat", "-T1", "/dev/null", f"TCP:127.0.0.1:{WEB_PORT}"],
-    interval=0.5,
-    timeout=1.0,
-    retries=2,
-    start_period=3.0,
-)
-SERVE = ["/usr/bin/socat", f"TCP-LISTEN:{WEB_PORT},fork,reuseaddr", "EXEC:/bin/respond"]
+SIZE = formation.SIZES["standard-2x"]
 
 
-def _web(swarm: Swarm, network: str, version: int, argv: list[str]) -> ProcessService:
-    return ProcessService(
-        app_id="0d6c1c1e-0000-4000-8000-000000000001",
-        app_name="dysw-app",
-        process_type="web",
-        release_version=version,
-        image=swarm.image,
-        argv=argv,
-        quantity=4,
-        size=formation.SIZES["standard-1x"],
-        network=network,
-        env={"GREETING": f"release {version}"},
-        health_check=TCP_CHECK,
-        monitor=2.0,
-        grace=2.0,
+def _dyno(swarm: Swarm, name: str, argv: list[str]) -> dict[str, Any]:
+    host = swarm.manager.get("/networks/host")["Id"]
+    return dyno_service(
+        DynoService(
+            name=service_name("dysw-app", name, "0123456789ab"),
+            app_id="0d6c1c1e-0000-4000-8000-000000000001",
+            app_name="dysw-app",
+            dyno_name=name,
+            process_type=name.partition(".")[0],
+            release_version=1,
+            image=swarm.image,
+            argv=argv,
+            size=SIZE,
+            network=host,
+            env={"DYNO": name, "GREETING": "hello"},
+            user="4242:4242",
+            labels={TEST_LABEL: "1"},
+            grace=2.0,
+        )
     )
 
 
-def _containers(swarm: Swarm) -> list[dict[str, Any]]:
-    """The service's containers on both nodes, inspected."""
-    found = []
+def _container(swarm: Swarm, service: str) -> dict[str, Any] | None:
+    """The service's container, inspected on whichever node runs it."""
     for engine in (swarm.manager, swarm.worker):
-        for summary in engine.get("/containers/json"):
-            if "dysw-app-web" in summary["Names"][0]:
-                found.append(engine.get(f"/containers/{summary['Id']}/json"))
-    return found
+        for summary in engine.get("/containers/json", all="1"):
+            if summary["Names"][0].startswith(f"/{service}."):
+                found: dict[str, Any] = engine.get(f"/containers/{summary['Id']}/json")
+                return found
+    return None
 
 
-def test_a_process_type_runs_as_a_spread_service_and_a_failing_release_rolls_back(
-    swarm: Swarm,
-) -> None:
-    network = swarm.create_network("dysw-app-net")
-    spec = service_spec(_web(swarm, network, 1, SERVE))
-    swarm.create_service(spec["Name"], {k: v for k, v in spec.items() if k != "Name"})
-    both = {swarm.manager_id: 2, swarm.worker_id: 2}
-    wait_for(lambda: swarm.running_on("dysw-app-web") == both, 60, "2 tasks on each node")
+def test_a_dyno_service_runs_on_its_nodes_host_network_with_its_limits(swarm: Swarm) -> None:
+    spec = _dyno(swarm, "worker.1", ["/bin/sh", "-c", 'echo "hello from $DYNO"; exit 3'])
+    name = spec.pop("Name")
+    assert name == "dysw-app-worker-1-0123456789ab"
+    service = swarm.create_service(name, spec)
 
-    def healthy() -> list[dict[str, Any]] | None:
-        found = _containers(swarm)
-        states = [c["State"].get("Health", {}).get("Status") for c in found]
-        return found if states == ["healthy"] * 4 else None
+    def ended() -> dict[str, Any] | None:
+        tasks = swarm.manager.get("/tasks", filters=f'{{"service": ["{service}"]}}')
+        done = [t for t in tasks if t["Status"]["State"] in ("complete", "failed")]
+        return done[0] if done else None
 
-    containers = wait_for(healthy, 60, "4 healthy tasks")
-    envs = [dict(e.split("=", 1) for e in c["Config"]["Env"]) for c in containers]
-    assert sorted(env["DYNO"] for env in envs) == ["web.1", "web.2", "web.3", "web.4"]
-    assert {env["PORT"] for env in envs} == {str(WEB_PORT)}
-    assert {env["GREETING"] for env in envs} == {"release 1"}
-    for container in containers:
-        host = container["HostConfig"]
-        assert host["Memory"] == formation.SIZES["standard-1x"].memory_bytes
-        assert host["PidsLimit"] == formation.SIZES["standard-1x"].max_processes
-        assert host["Init"] is True
+    task = wait_for(ended, 60, "the dyno's task ran and exited")
+    assert task["Status"]["ContainerStatus"]["ExitCode"] == 3
+    container = _container(swarm, name)
+    assert container is not None
+    host = container["HostConfig"]
+    assert host["NetworkMode"] == "host"
+    assert host["Memory"] == SIZE.memory_bytes
+    assert host["PidsLimit"] == SIZE.max_processes
+    assert host["Init"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert container["Config"]["User"] == "4242:4242"
+    (tmp,) = [m for m in container["Mounts"] if m["Destination"] == "/tmp"]
+    assert tmp["Type"] == "tmpfs"
 
-    # Release 2 never listens: its first task fails its health check, Swarm rolls back.
-    service = swarm.manager.get("/services/dysw-app-web")
-    broken = service_spec(_web(swarm, network, 2, ["/bin/sleep", "600"]))
-    swarm.manager.call(
-        "POST",
-        f"/services/{service['ID']}/update",
-        params={"version": str(service["Version"]["Index"])},
-        json=broken,
+    # Never restarted by Swarm (the reconciler restarts crashed dynos): one task, ended.
+    tasks = swarm.manager.get("/tasks", filters=f'{{"service": ["{service}"]}}')
+    assert len(tasks) == 1
+
+    reply = swarm.manager.call(
+        "GET", f"/services/{service}/logs", params={"stdout": "1", "timestamps": "1"}
     )
-
-    def rolled_back() -> dict[str, Any] | None:
-        status = swarm.manager.get("/services/dysw-app-web").get("UpdateStatus") or {}
-        return status if status.get("State") == "rollback_completed" else None
-
-    status = wait_for(rolled_back, 90, "the update rolled back")
-    assert "update rolled back" in status["Message"] or "rollback" in status["Message"]
-    after = swarm.manager.get("/services/dysw-app-web")
-    assert after["Spec"]["Labels"][RELEASE_LABEL] == "1"
-    # The old release kept serving: all 4 of its tasks run, none of release 2.
-    wait_for(lambda: len(healthy() or []) == 4, 60, "4 healthy tasks of release 1")
-    labels = {c["Config"]["Labels"][RELEASE_LABEL] for c in _containers(swarm)}
-    assert labels == {"1"}
-    swarm.remove_service("dysw-app-web")
+    lines = [p.decode().split(" ", 1)[1] for _s, p in split_frames(bytearray(reply.content))]
+    assert lines == ["hello from worker.1\n"]
+    swarm.remove_service(name)
 
 
-def test_the_output_of_tasks_on_every_node_reaches_the_manager(swarm: Swarm) -> None:
-    network = swarm.create_network("dysw-logs-net")
-    worker = ProcessService(
-        app_id="0d6c1c1e-0000-4000-8000-000000000002",
-        app_name="dysw-logs",
-        process_type="worker",
-        release_version=1,
-        image=swarm.image,
-        argv=["/bin/sh", "-c", 'echo "hello from $DYNO"; exec /bin/sleep 600'],
-        quantity=2,
-        size=formation.SIZES["basic"],
-        network=network,
-        grace=2.0,
+def test_the_output_of_dynos_on_every_node_reaches_the_manager(swarm: Swarm) -> None:
+    names = []
+    for n in (1, 2):
+        spec = _dyno(
+            swarm, f"worker.{n}", ["/bin/sh", "-c", 'echo "hello from $DYNO"; exec /bin/sleep 600']
+        )
+        names.append(spec.pop("Name"))
+        swarm.create_service(names[-1], spec)
+    wait_for(
+        lambda: sum(sum(swarm.running_on(n).values()) for n in names) == 2, 60, "both dynos run"
     )
-    spec = service_spec(worker)
-    swarm.create_service(spec["Name"], {k: v for k, v in spec.items() if k != "Name"})
-    both = {swarm.manager_id: 1, swarm.worker_id: 1}
-    wait_for(lambda: swarm.running_on("dysw-logs-worker") == both, 60, "a task on each node")
+    nodes = {node for name in names for node in swarm.running_on(name)}
+    assert nodes == {swarm.manager_id, swarm.worker_id}  # spread: one on each
 
     def lines() -> dict[str, str] | None:
-        reply = swarm.manager.call(
-            "GET",
-            "/services/dysw-logs-worker/logs",
-            params={"stdout": "1", "stderr": "1", "timestamps": "1", "details": "1"},
-        )
         found = {}
-        for _stream, payload in split_frames(bytearray(reply.content)):
-            # "<time> com.docker.swarm.node.id=…,…task.id=… hello from worker.1"
-            _time, details, text = payload.decode().rstrip("\n").split(" ", 2)
-            node = dict(pair.split("=", 1) for pair in details.split(","))[
-                "com.docker.swarm.node.id"
-            ]
-            found[text] = node
+        for name in names:
+            reply = swarm.manager.call(
+                "GET",
+                f"/services/{name}/logs",
+                params={"stdout": "1", "stderr": "1", "timestamps": "1", "details": "1"},
+            )
+            for _stream, payload in split_frames(bytearray(reply.content)):
+                # "<time> com.docker.swarm.node.id=…,…task.id=… hello from worker.1"
+                _time, details, text = payload.decode().rstrip("\n").split(" ", 2)
+                pairs = dict(pair.split("=", 1) for pair in details.split(","))
+                found[text] = pairs["com.docker.swarm.node.id"]
         return found if len(found) == 2 else None
 
-    found = wait_for(lines, 30, "both tasks' output")
+    found = wait_for(lines, 30, "both dynos' output")
     assert set(found) == {"hello from worker.1", "hello from worker.2"}
     assert set(found.values()) == {swarm.manager_id, swarm.worker_id}
-    swarm.remove_service("dysw-logs-worker")
+    for name in names:
+        swarm.remove_service(name)

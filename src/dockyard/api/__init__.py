@@ -223,7 +223,7 @@ def build_limits(settings: Settings) -> Limits:
 
 def dockerfile_builder(settings: Settings) -> DockerfileBuilder | None:
     """Dockerfile apps are built with Docker when dynos run on it (docs/docker.md)."""
-    if settings.runtime != "docker":
+    if settings.runtime not in ("docker", "swarm"):
         return None
     return DockerfileBuilder(settings.docker_socket, settings.data_dir)
 

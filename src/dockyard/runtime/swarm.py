@@ -108,6 +108,8 @@ class SwarmRuntime:
     """Dynos as services of the swarm whose manager is the engine at ``socket``; use
     :meth:`open`."""
 
+    unplaced = UNPLACED
+
     def __init__(
         self,
         data_dir: Path,
@@ -132,6 +134,23 @@ class SwarmRuntime:
         self._network: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._side: set[asyncio.Task[Any]] = set()
+
+    # Attached one-off dynos are the local docker driver's: its settings for them.
+    @property
+    def attach_timeout(self) -> float:
+        return self._local.attach_timeout
+
+    @attach_timeout.setter
+    def attach_timeout(self, seconds: float) -> None:
+        self._local.attach_timeout = seconds
+
+    @property
+    def hangup_grace(self) -> float:
+        return self._local.hangup_grace
+
+    @hangup_grace.setter
+    def hangup_grace(self, seconds: float) -> None:
+        self._local.hangup_grace = seconds
 
     @classmethod
     async def open(
@@ -325,7 +344,7 @@ class SwarmRuntime:
                 return task  # it ran (a quick command may have ended already: its exit)
             if state in _ENDED:
                 raise DynoError(f"dyno {name} did not start on its node: {reason}")
-            if state in ("new", "pending") and waited > UNPLACED:
+            if state in ("new", "pending") and waited > self.unplaced:
                 raise DynoError(f"no node can run dyno {name}: {reason}")
             if waited > START_TIMEOUT:
                 raise DynoError(f"dyno {name} did not start within {START_TIMEOUT:g}s: {reason}")
@@ -465,6 +484,12 @@ class SwarmRuntime:
         return [r.dyno for r in self._running.values()] + await self._local.list()
 
     async def attach(self, dyno_id: str) -> Attachment:
+        running = self._running.get(dyno_id)
+        if running is not None:
+            raise DynoError(
+                f"dyno {running.dyno.name} cannot be attached to: it runs detached, "
+                "or a client attached to it already"
+            )
         return await self._local.attach(dyno_id)
 
     async def exits(self) -> AsyncIterator[Exit]:
