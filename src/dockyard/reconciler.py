@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -81,6 +83,7 @@ class DynoState:
     booted: asyncio.Future[bool] | None = None
     status: int | None = None  # the exit status of a crashed dyno
     retry_in: float | None = None  # seconds from ``since`` until a crashed dyno restarts
+    reason: str | None = None  # why a crashed dyno could not start (the runtime's message)
 
 
 @dataclass(frozen=True)
@@ -540,7 +543,22 @@ class Reconciler:
                 f"Error: the dyno could not start: {exc.message}",
                 level=logging.ERROR,
             )
-            self._record_crash(str(desired.app_id), name, None, None, None)
+            # Shown as crashed, with the reason (a swarm with no node to fit it, say).
+            unstarted = Dyno(
+                id=f"{desired.app_id}.{name}.unstarted",
+                name=name,
+                app_id=str(desired.app_id),
+                app_name=desired.app_name,
+                release_version=desired.version,
+                process_type=kind,
+                size=spec.size,
+                command=spec.command,
+                port=None,
+                pid=0,
+                started_at=self.wall(),
+                log_path=Path(os.devnull),
+            )
+            self._record_crash(str(desired.app_id), name, unstarted, None, None, reason=exc.message)
             return None
         self._say(dyno, f"Starting process with command `{spec.command}`")
         self._crashed.pop((dyno.app_id, name), None)
@@ -665,7 +683,14 @@ class Reconciler:
         self.poke()
 
     def _record_crash(
-        self, app_id: str, name: str, dyno: Dyno | None, status: int | None, code: str | None
+        self,
+        app_id: str,
+        name: str,
+        dyno: Dyno | None,
+        status: int | None,
+        code: str | None,
+        *,
+        reason: str | None = None,
     ) -> None:
         key: Hashable = (app_id, name)
         crashes = self.backoff.crashed(key)
@@ -678,7 +703,7 @@ class Reconciler:
         )
         if dyno is not None:
             self._crashed[(app_id, name)] = DynoState(
-                "crashed", self.wall(), dyno, status=status, retry_in=wait
+                "crashed", self.wall(), dyno, status=status, retry_in=wait, reason=reason
             )
 
     def _forget_crashes(self, app_id: str, which: Callable[[str], bool]) -> None:

@@ -120,3 +120,23 @@ def test_the_cli_refuses_router_timeouts_the_api_would() -> None:
     from dockyard.cli import router
 
     assert router._SECONDS.max == MAX_ROUTER_TIMEOUT
+
+
+def test_ps_shows_why_a_crashed_dyno_could_not_start() -> None:
+    from dockyard.cli.ps import _dyno_line
+
+    dyno = {
+        "name": "web.5",
+        "state": "crashed",
+        "updated_at": "2026-11-27T10:30:00Z",
+        "retry_in": 4,
+        "reason": "no node can run dyno web.5: no suitable node",
+    }
+    line = _dyno_line(dyno)
+    assert line.startswith("web.5: crashed 2026/11/27 10:30:00 +0000")
+    assert line.endswith(
+        ", restarts within 4s of the crash (no node can run dyno web.5: no suitable node)"
+    )
+    up = _dyno_line({**dyno, "state": "up", "reason": None})
+    assert "restarts" not in up
+    assert "no node" not in up

@@ -16,7 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import APPS, DOCKYARD, Server, make_repo, start_server, stop_server, wait_until
+from conftest import (
+    APPS,
+    DOCKYARD,
+    Server,
+    git,
+    make_repo,
+    start_server,
+    stop_server,
+    wait_until,
+)
 from docker_support import remove_containers_under, remove_services_under, require_docker
 from e2e.deploy import Deployer, deployer_for, scale, settle
 from swarm.cluster import Swarm, wait_for
@@ -182,6 +191,10 @@ def test_a_dockerfile_app_runs_its_image_on_the_swarm(
 ) -> None:
     app = deployer.create("dockerfile-swarm")
     repo = make_repo(APPS / "dockerfile-app", tmp_path / "repo")
+    # Build arguments come from app.json only.
+    (repo / "app.json").write_text('{"build": {"args": {"APP_VERSION": "1.4"}}}')
+    git("add", "app.json", cwd=repo)
+    git("commit", "-q", "-m", "build args", cwd=repo)
     reply = deployer.client.patch(f"/apps/{app}/config-vars", json={"GREETING": "hello"})
     assert reply.status_code == 200, reply.text
     pushed = deployer.push(repo, app)
@@ -195,7 +208,7 @@ def test_a_dockerfile_app_runs_its_image_on_the_swarm(
     seen = {via_router(server, app).json()["dyno"] for _ in range(20)}
     assert seen == {"web.1", "web.2"}  # both nodes' dynos serve
     served = via_router(server, app).json()
-    assert (served["greeting"], served["cwd"]) == ("hello", "/srv")
+    assert (served["greeting"], served["cwd"], served["version"]) == ("hello", "/srv", "1.4")
     assert served["uid"] != 0
     done = cli(server, deployer, "run", "-x", "-a", app, "--", "sh", "-c", "pwd; exit 5")
     assert done.returncode == 5, done.stderr

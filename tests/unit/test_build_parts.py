@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from pathlib import Path
 
@@ -209,3 +210,18 @@ def test_unpack_refuses_what_is_not_a_tarball(tmp_path: Path) -> None:
     junk.write_bytes(b"not a tarball at all")
     with pytest.raises(BuildFailed, match="could not be read"):
         unpack(junk, tmp_path / "app", 10**9)
+
+
+def test_app_json_build_args_for_dockerfile_apps() -> None:
+    manifest = appjson.parse('{"build": {"args": {"NODE_ENV": "production", "_V2": ""}}}')
+    assert manifest.build_args == {"NODE_ENV": "production", "_V2": ""}
+    assert appjson.parse("{}").build_args == {}
+    for text, message in (
+        ('{"build": []}', '"build" must be an object'),
+        ('{"build": {"args": ["A"]}}', '"build" must be an object'),
+        ('{"build": {"arg": {}}}', "unknown keys ['arg']"),
+        ('{"build": {"args": {"1X": "y"}}}', "build arg '1X' is not a valid name"),
+        ('{"build": {"args": {"X": 1}}}', "build arg X must be a string"),
+    ):
+        with pytest.raises(appjson.AppJsonError, match=re.escape(message)):
+            appjson.parse(text)

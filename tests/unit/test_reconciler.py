@@ -16,7 +16,7 @@ from dockyard import accounts, apps, releases
 from dockyard.backoff import Backoff
 from dockyard.events import Events
 from dockyard.reconciler import Endpoint, Reconciler
-from dockyard.runtime import Dyno, DynoNotFound, DynoSpec, Exit, Stopped, Usage
+from dockyard.runtime import Dyno, DynoError, DynoNotFound, DynoSpec, Exit, Stopped, Usage
 from dockyard.store import App, Database, Formation, Slug
 
 
@@ -45,8 +45,11 @@ class FakeRuntime:
         self.queue: asyncio.Queue[Exit] = asyncio.Queue()
         self._servers: dict[str, asyncio.Server] = {}
         self.started: list[Dyno] = []
+        self.refuse: str | None = None  # start() fails with this (no node has room, say)
 
     async def start(self, spec: DynoSpec) -> Dyno:
+        if self.refuse is not None:
+            raise DynoError(self.refuse)
         port = None
         server = None
         if spec.web:
@@ -351,6 +354,36 @@ def test_web_endpoints_never_run_empty_during_a_rollout(sqlite_database: Databas
             exits.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await exits
+            await reconciler.close()
+
+    run(scenario)
+
+
+def test_a_dyno_that_cannot_start_shows_crashed_with_the_reason(
+    sqlite_database: Database,
+) -> None:
+    async def scenario() -> None:
+        app_id = make_app(sqlite_database, {"worker": 1})
+        clock = FakeClock()
+        runtime = FakeRuntime()
+        runtime.refuse = "no node can run dyno worker.1: no suitable node"
+        backoff = Backoff(first=1.0, factor=2.0, cap=300.0, clock=clock)
+        reconciler = Reconciler(sqlite_database, FakeBlobs(), runtime, backoff=backoff, clock=clock)
+        try:
+            await reconciler.reconcile_app(app_id)
+            (shown,) = await reconciler.dynos(app_id)
+            assert (shown.state, shown.dyno.name, shown.reason) == (
+                "crashed",
+                "worker.1",
+                "no node can run dyno worker.1: no suitable node",
+            )
+            # Room again: it starts once its back-off is over, and the reason goes.
+            runtime.refuse = None
+            clock.now += 1.0
+            await reconciler.reconcile_app(app_id)
+            (shown,) = await reconciler.dynos(app_id)
+            assert (shown.state, shown.reason) == ("up", None)
+        finally:
             await reconciler.close()
 
     run(scenario)

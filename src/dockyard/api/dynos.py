@@ -92,6 +92,7 @@ def shape(app: Json, state: DynoState, releases: dict[int, str]) -> Json:
         "updated_at": _stamp(state.since),
         "port": dyno.port,
         "retry_in": state.retry_in,
+        "reason": state.reason,
     }
 
 

@@ -16,6 +16,7 @@ MAX_SIZE = 256 * 1024
 # dockyard.addons checks the same when an add-on is made.
 ATTACHMENT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 OPTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
 class AppJsonError(InvalidParams):
@@ -51,6 +52,8 @@ class AppJson:
     buildpacks: tuple[str, ...] = ()
     scripts: dict[str, str] = field(default_factory=dict)
     addons: tuple[AddonSpec, ...] = ()
+    # A Dockerfile app's build arguments (``"build": {"args": {...}}``); never config vars.
+    build_args: dict[str, str] = field(default_factory=dict)
 
     def config_defaults(self, config: dict[str, str]) -> dict[str, str]:
         """Values to add to ``config``: defaults and generated secrets for unset names.
@@ -92,7 +95,29 @@ def parse(text: str) -> AppJson:
         buildpacks=_buildpacks(data.get("buildpacks", [])),
         scripts=_scripts(data.get("scripts", {})),
         addons=_addons(data.get("addons", [])),
+        build_args=_build_args(data.get("build", {})),
     )
+
+
+def _build_args(value: object) -> dict[str, str]:
+    """``"build": {"args": {"NAME": "value"}}``: the Dockerfile's ``ARG`` values."""
+    if not isinstance(value, dict) or not isinstance(value.get("args", {}), dict):
+        raise AppJsonError(
+            'app.json: "build" must be an object like {"args": {"NODE_ENV": "production"}}'
+        )
+    unknown = sorted(set(value) - {"args"})
+    if unknown:
+        raise AppJsonError(f'app.json: "build" has unknown keys {unknown}; it takes "args"')
+    found: dict[str, str] = {}
+    for name, arg in value.get("args", {}).items():
+        if not ARG_NAME.match(name):
+            raise AppJsonError(
+                f"app.json: build arg {name!r} is not a valid name (letters, digits and _)"
+            )
+        if not isinstance(arg, str):
+            raise AppJsonError(f"app.json: build arg {name} must be a string")
+        found[name] = arg
+    return found
 
 
 def _env(value: object) -> tuple[EnvVar, ...]:

@@ -5,8 +5,8 @@ at its root and the app has no buildpacks set. The source is the build context (
 applies its ``.dockerignore``). Every base image (``FROM``) must be on this machine already,
 the stack image (``dockyard/stack:24``) or another local one: Dockyard never pulls, and a
 missing one fails the build with its name. The image is tagged
-``dockyard/app-<app id>:build-<build id>``; no config var goes into it (build arguments are
-not passed).
+``dockyard/app-<app id>:build-<build id>``; no config var goes into it. Build arguments (the
+Dockerfile's ``ARG``) come only from ``app.json``'s ``"build": {"args": {...}}``.
 
 Process types come from the ``Procfile`` when there is one, else the image's ``ENTRYPOINT``
 and ``CMD`` are the ``web`` type. The release's "slug" is then a tiny tarball holding only
@@ -75,7 +75,14 @@ class DockerfileBuilder:
         self.data_dir = data_dir  # whose images they are (the runtime's scope label)
 
     async def build(
-        self, *, app_id: str, build_id: str, app_dir: Path, workspace: Path, emit: Emit
+        self,
+        *,
+        app_id: str,
+        build_id: str,
+        app_dir: Path,
+        workspace: Path,
+        emit: Emit,
+        build_args: dict[str, str] | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """Build the image; its tag and its inspection."""
         from dockyard.runtime._docker_images import (
@@ -121,6 +128,7 @@ class DockerfileBuilder:
                         APP_LABEL: app_id,
                         BUILD_LABEL: build_id,
                     },
+                    build_args=build_args or {},
                     on_output=output,
                 )
             except EngineError as exc:

@@ -149,7 +149,13 @@ class Builder:
         await emit(f"-----> Building on the {job.stack} stack")
         if self.dockerfile is not None and dockerfile.wants_dockerfile(app_dir, urls):
             return await self._run_dockerfile(
-                job, workspace=workspace, app_dir=app_dir, declared=declared, emit=emit, added=added
+                job,
+                workspace=workspace,
+                app_dir=app_dir,
+                declared=declared,
+                emit=emit,
+                added=added,
+                build_args=manifest.build_args if manifest else {},
             )
         if packs:
             names = []
@@ -187,6 +193,7 @@ class Builder:
         declared: dict[str, str] | None,
         emit: Emit,
         added: dict[str, str],
+        build_args: dict[str, str],
     ) -> Result:
         assert self.dockerfile is not None
         try:
@@ -196,6 +203,7 @@ class Builder:
                 app_dir=app_dir,
                 workspace=workspace,
                 emit=emit,
+                build_args=build_args,
             )
         except dockerfile.DockerfileError as exc:
             raise BuildFailed(exc.message) from exc

@@ -125,6 +125,8 @@ def _dyno_line(dyno: Json) -> str:
     retry_in = dyno.get("retry_in")
     if dyno["state"] == "crashed" and isinstance(retry_in, int | float) and retry_in > 0:
         text += f", restarts within {max(1, round(retry_in))}s of the crash"
+    if dyno["state"] == "crashed" and dyno.get("reason"):
+        text += f" ({dyno['reason']})"
     return text
 
 

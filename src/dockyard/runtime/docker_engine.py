@@ -208,6 +208,7 @@ class Engine:
         *,
         tag: str,
         labels: Mapping[str, str] | None = None,
+        build_args: Mapping[str, str] | None = None,
         on_output: Callable[[str], None] = lambda _line: None,
     ) -> None:
         """Build an image from a tar ``context`` (its ``Dockerfile``); never pulls."""
@@ -217,6 +218,7 @@ class Engine:
             ("forcerm", "1"),
             ("pull", "0"),
             ("labels", json.dumps(dict(labels or {}))),
+            ("buildargs", json.dumps(dict(build_args or {}))),
         ]
 
         def line(record: dict[str, Any]) -> None:

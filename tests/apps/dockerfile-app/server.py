@@ -14,6 +14,7 @@ class Handler(BaseHTTPRequestHandler):
             "cwd": os.getcwd(),
             "uid": os.getuid(),
             "argv": sys.argv[1:],
+            "version": os.environ.get("APP_VERSION"),
         }
         data = json.dumps(body).encode()
         self.send_response(200)
