@@ -160,3 +160,33 @@ def swarm_drain(swarm: Swarm, availability: str) -> None:
         params={"version": str(node["Version"]["Index"])},
         json=spec,
     )
+
+
+def test_a_registry_that_is_down_fails_the_start_with_its_address(
+    swarm: Swarm, app: App, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        runtime = await SwarmRuntime.open(tmp_path / "data", registry="127.0.0.1:9")
+        try:
+            with pytest.raises(DynoError) as failed:
+                await runtime.start(app.spec("web.1", "python3 server.py"))
+            assert "could not push the release image to the registry 127.0.0.1:9" in (
+                failed.value.message
+            )
+            assert await runtime.list() == []
+        finally:
+            await runtime.close()
+
+    run(scenario)
+
+
+def test_the_swarm_runtime_needs_a_registry_and_a_manager(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        with pytest.raises(DynoError, match="needs DOCKYARD_REGISTRY"):
+            await SwarmRuntime.open(tmp_path / "data", registry=None)
+        with pytest.raises(DynoError, match="needs a Docker engine"):
+            await SwarmRuntime.open(
+                tmp_path / "data", registry="127.0.0.1:5000", socket_path=tmp_path / "no.sock"
+            )
+
+    run(scenario)

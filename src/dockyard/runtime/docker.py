@@ -80,7 +80,19 @@ from dockyard.runtime.process import (
     _write_json,
 )
 
-__all__ = ["ATTACH_LABEL", "DYNO_LABEL", "SCOPE_LABEL", "DockerRuntime", "scope_of"]
+__all__ = [
+    "ATTACH_LABEL",
+    "DYNO_LABEL",
+    "SCOPE_LABEL",
+    "DockerRuntime",
+    "check_spec",
+    "copy_log",
+    "dyno_from",
+    "dyno_outputs",
+    "scope_of",
+    "stop_of",
+    "usage_of",
+]
 
 log = logging.getLogger("dockyard.runtime")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*\.\d+$")

@@ -56,6 +56,7 @@ from dockyard.runtime._docker_images import ReleaseImages, scope_of
 from dockyard.runtime.docker import (
     DYNO_LABEL,
     INIT_ENV,
+    RETRY,
     SCOPE_LABEL,
     DockerRuntime,
     check_spec,
@@ -101,7 +102,7 @@ class _Service:
     ended: asyncio.Future[Exit] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-    follower: asyncio.Task[None] | None = None
+    node_lost: bool = False  # its node went down: its end will never be reported
 
 
 class SwarmRuntime:
@@ -218,7 +219,7 @@ class SwarmRuntime:
                 running.gone.set()  # ended while nobody watched: its last output, its exit
             else:
                 self._running[dyno_id] = running
-            running.follower = asyncio.create_task(self._follow(running))
+            self._spawn(self._follow(running))
         # Dynos whose service went while nobody watched (removed by hand).
         for directory in sorted(self._root.iterdir()):
             record = _read_json(directory / "dyno.json")
@@ -298,7 +299,7 @@ class SwarmRuntime:
         )
         running = _Service(dyno, service_id, str(task["ID"]), directory, last=task)
         self._running[dyno_id] = running
-        running.follower = asyncio.create_task(self._follow(running))
+        self._spawn(self._follow(running))
         return dyno
 
     async def _push(self, reference: str) -> str:
@@ -382,20 +383,35 @@ class SwarmRuntime:
                 if tasks is not None:
                     by_id = {str(t["ID"]): t for t in tasks}
                     for running in list(self._running.values()):
-                        task = by_id.get(running.task)
-                        if task is not None:
-                            running.last = task
-                        state = str(((task or {}).get("Status") or {}).get("State", "remove"))
-                        if running.service in services and state in _ENDED:
-                            running.gone.set()
+                        if running.service in services:
+                            await self._look_at(running, by_id.get(running.task))
             await asyncio.sleep(POLL)
+
+    async def _look_at(self, running: _Service, task: dict[str, Any] | None) -> None:
+        if task is not None:
+            running.last = task
+        state = str(((task or {}).get("Status") or {}).get("State", "remove"))
+        if state in _ENDED:
+            running.gone.set()
+        elif (task or {}).get("DesiredState") not in (None, _RUNNING) and await self._node_down(
+            str((task or {}).get("NodeID"))
+        ):
+            # Its node went away: nobody will report the task's end. It is over for Swarm,
+            # which starts no other (restart condition none); the reconciler will.
+            running.node_lost = True
+            running.gone.set()
+
+    async def _node_down(self, node: str) -> bool:
+        try:
+            reply = await self._engine.request("GET", f"/nodes/{node}", timeout=10.0)
+        except EngineError:
+            return False
+        return str((reply.json().get("Status") or {}).get("State")) == "down"
 
     async def _follow(self, running: _Service) -> None:
         """Copy the service's log to the dyno's until its task ended; then report its end."""
         path = running.dyno.log_path
-        follower = asyncio.create_task(
-            copy_log(self._engine, running.service, path, follow=True, kind="services")
-        )
+        follower = asyncio.create_task(self._copy_following(running))
         try:
             await running.gone.wait()
         finally:
@@ -407,6 +423,15 @@ class SwarmRuntime:
             await copy_log(self._engine, running.service, path, follow=False, kind="services")
         self._ended(running)
 
+    async def _copy_following(self, running: _Service) -> None:
+        while True:
+            try:
+                path = running.dyno.log_path
+                await copy_log(self._engine, running.service, path, follow=True, kind="services")
+            except EngineError as exc:
+                log.warning("following %s's output: %s", running.dyno.name, exc.message)
+            await asyncio.sleep(RETRY)  # the engine dropped the stream; the dyno runs on
+
     def _ended(self, running: _Service) -> None:
         status = running.last.get("Status") or {}
         exit_code = (status.get("ContainerStatus") or {}).get("ExitCode")
@@ -414,7 +439,7 @@ class SwarmRuntime:
         code = int(exit_code) if exit_code is not None and state in _ENDED else None
         stopped = stop_of(running.directory, code)
         reason = None
-        if stopped is None and state in ("shutdown", "orphaned", "remove"):
+        if stopped is None and (running.node_lost or state in ("shutdown", "orphaned", "remove")):
             # Swarm stopped it, not its command: its node drains, or went down.
             reason = "node"
         ended = Exit(running.dyno, code, time.time(), stopped, reason)
@@ -542,7 +567,6 @@ class SwarmRuntime:
 
     async def close(self) -> None:
         tasks = [*self._tasks, *self._side]
-        tasks += [r.follower for r in self._running.values() if r.follower is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
