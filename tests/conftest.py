@@ -224,6 +224,8 @@ def start_server(
         # No test server orders certificates from Let's Encrypt: a closed loopback port, unless
         # the test runs its own ACME CA (tests/acm).
         "DOCKYARD_ACME_DIRECTORY": "https://127.0.0.1:9/directory",
+        # The tests' drain receivers listen on loopback, which drains refuse by default.
+        "DOCKYARD_DRAIN_PRIVATE_ADDRESSES": "true",
         **(extra_env or {}),
     }
     with (data_dir.parent / f"server-{port}.log").open("wb") as log:

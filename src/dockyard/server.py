@@ -159,6 +159,7 @@ async def _start_drains(settings: Settings, database: Database, hub: LogHub) -> 
         settings.data_dir / "drains",
         ca_file=settings.drain_ca_file,
         buffer_lines=settings.drain_buffer_lines,
+        private_addresses=settings.drain_private_addresses,
     )
     await drains.start()
     database.on_commit((LogDrain, App), drains.poke)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from api.checks import error, ok, unchanged
 from conftest import Api, ApiUser
+from dockyard.settings import Settings
+from dockyard.store import Database
 
 SYSLOG = "syslog+tls://logs.example.com:6514"
 HTTPS = "https://user:s3cret@logs.example.com/drain?app=shop"
@@ -90,3 +93,40 @@ def test_drains_are_for_those_who_may_see_the_app(api: Api, owner: ApiUser) -> N
     ok(stranger.client.post("/apps", json={"name": "other"}), 201)
     # Another app's drain is not found through one's own app.
     error(stranger.client.get(f"/apps/other/log-drains/{added['token']}"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "syslog://127.0.0.1:514",
+        "syslog+tls://[::1]:6514",
+        "syslog://10.0.0.7:514",
+        "https://169.254.169.254/latest/meta-data",
+        "https://user:s3cret@192.168.1.10/drain",
+    ],
+)
+def test_drains_to_private_addresses_are_refused(owner: ApiUser, url: str) -> None:
+    reply = owner.client.post("/apps/shop/log-drains", json={"url": url})
+    message = error(
+        reply,
+        422,
+        "invalid_params",
+        "is a private, loopback or link-local address",
+        "DOCKYARD_DRAIN_PRIVATE_ADDRESSES=true",
+    )
+    assert "s3cret" not in message
+    assert ok(owner.client.get("/apps/shop/log-drains")) == []
+
+
+def test_an_operator_can_allow_drains_to_private_addresses(
+    tmp_path: Path, sqlite_database: Database
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", domain="dockyard.test", drain_private_addresses=True
+    )
+    user = Api(settings, sqlite_database).user("owner@example.com")
+    ok(user.client.post("/apps", json={"name": "shop"}), 201)
+    added = ok(
+        user.client.post("/apps/shop/log-drains", json={"url": "syslog://10.0.0.7:514"}), 201
+    )
+    assert added["url"] == "syslog://10.0.0.7:514"

@@ -32,6 +32,7 @@ from dockyard.errors import InvalidParams, SettingsError
 from dockyard.logs import drain_urls, drains
 from dockyard.logs.drain_delivery import (
     Cursors,
+    DrainFailed,
     Drains,
     DrainSpec,
     DrainWorker,
@@ -353,7 +354,8 @@ async def worker(
     backoff: Backoff | None = None,
 ) -> AsyncIterator[DrainWorker]:
     spec = DrainSpec("drain-1", APP_ID, "shop", url, TOKEN)
-    transport = transport_for(url, tls_context(ca_file), timeout=timeout)
+    # The receivers listen on loopback, which drains refuse unless allowed.
+    transport = transport_for(url, tls_context(ca_file), timeout=timeout, private=True)
     running = DrainWorker(
         spec,
         hub,
@@ -577,13 +579,19 @@ def test_the_service_follows_the_drains_in_the_store(
         receiver = await SyslogReceiver().start()
         url = f"syslog://127.0.0.1:{receiver.port}"
         async with started_hub(tmp_path / "logs") as hub:
-            service = Drains(sqlite_database, hub, tmp_path / "drains", backoff=fast_backoff)
+            service = Drains(
+                sqlite_database,
+                hub,
+                tmp_path / "drains",
+                backoff=fast_backoff,
+                private_addresses=True,
+            )
             await service.start()
             try:
                 assert service.workers == {}
                 with sqlite_database.transaction() as session:
                     found = apps.find(session, user, "shop")
-                    drain = drains.add(session, found, url)
+                    drain = drains.add(session, found, url, private=True)
                     drain_id, token = str(drain.id), drain.token
                 service.poke()
                 await until(lambda: drain_id in service.workers)
@@ -638,3 +646,50 @@ def test_a_ca_file_that_holds_no_certificate_is_a_settings_error(tmp_path: Path)
     with pytest.raises(SettingsError) as raised:
         tls_context(bad)
     assert raised.value.message.startswith(f"DOCKYARD_DRAIN_CA_FILE={str(bad)!r}: no PEM CA")
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # a cloud's metadata service
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("0.0.0.0", False),  # noqa: S104 - an address to check, not to bind
+        ("::1", False),
+        ("fd00::1", False),
+        ("fe80::1%eth0", False),
+        ("::ffff:127.0.0.1", False),
+        ("224.0.0.1", False),
+    ],
+)
+def test_drains_go_to_public_addresses_only(address: str, allowed: bool) -> None:
+    assert drain_urls.public(address) is allowed
+
+
+def test_a_name_that_resolves_to_a_private_address_is_not_sent_to(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        receiver = await SyslogReceiver().start()
+        try:
+            for url in (
+                f"syslog://localhost:{receiver.port}",
+                f"https://localhost:{receiver.port}/",
+            ):
+                transport = transport_for(url, tls_context(None), timeout=5.0)
+                spec = DrainSpec("drain-1", APP_ID, "shop", url, TOKEN)
+                with pytest.raises(DrainFailed) as failed:
+                    await transport.send([Line(AT, "app", "web.1", "hello")], spec)
+                await transport.close()
+                assert "localhost (127.0.0.1) is a private, loopback or link-local address" in (
+                    failed.value.reason
+                )
+                assert "DOCKYARD_DRAIN_PRIVATE_ADDRESSES=true" in failed.value.reason
+            assert receiver.messages == []
+        finally:
+            await receiver.stop()
+
+    asyncio.run(scenario())

@@ -59,7 +59,8 @@ def list_drains(
 def add_drain(caller: Authenticated, app: str, body: DrainCreate) -> Json:
     with caller.transaction() as (session, user):
         found = apps.find(session, user, app, lock=True)
-        return shape(found, drains.add(session, found, body.url))
+        private = caller.settings.drain_private_addresses
+        return shape(found, drains.add(session, found, body.url, private=private))
 
 
 @router.get(

@@ -45,7 +45,7 @@ from sqlalchemy import select
 from dockyard.backoff import Backoff
 from dockyard.errors import InvalidParams, SettingsError
 from dockyard.logs import drain_frames
-from dockyard.logs.drain_urls import HTTPS, SYSLOG_TLS, Target, parse, redact
+from dockyard.logs.drain_urls import HTTPS, SYSLOG_TLS, Target, not_public, parse, public, redact
 from dockyard.logs.hub import NOTES, LogHub, Subscription
 from dockyard.logs.lines import PLATFORM, Line, make, now
 from dockyard.store import App, Database, LogDrain
@@ -136,11 +136,17 @@ class SyslogTransport:
     batch = SYSLOG_BATCH
 
     def __init__(
-        self, target: Target, context: ssl.SSLContext | None, *, timeout: float = TIMEOUT
+        self,
+        target: Target,
+        context: ssl.SSLContext | None,
+        *,
+        timeout: float = TIMEOUT,
+        private: bool = False,
     ) -> None:
         self.target = target
         self.context = context if target.scheme == SYSLOG_TLS else None
         self.timeout = timeout
+        self.private = private
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -152,8 +158,10 @@ class SyslogTransport:
                 return writer
         await self.close()
         async with asyncio.timeout(self.timeout):
+            # The address checked is the one connected to: no second lookup to rebind.
+            address = await resolve(self.target.host, self.target.port, private=self.private)
             self._reader, self._writer = await asyncio.open_connection(
-                self.target.host,
+                address,
                 self.target.port,
                 ssl=self.context,
                 server_hostname=self.target.host if self.context else None,
@@ -184,11 +192,18 @@ class HttpsTransport:
     batch = HTTPS_BATCH
 
     def __init__(
-        self, target: Target, context: ssl.SSLContext, *, timeout: float = TIMEOUT
+        self,
+        target: Target,
+        context: ssl.SSLContext,
+        *,
+        timeout: float = TIMEOUT,
+        private: bool = False,
     ) -> None:
         parts = urlsplit(target.url)
         self._secret = parts.password or ""
+        self.target = target
         self.timeout = timeout
+        self.private = private
         auth = None
         if parts.username is not None or parts.password is not None:
             auth = httpx.BasicAuth(parts.username or "", parts.password or "")
@@ -207,6 +222,11 @@ class HttpsTransport:
             "Logplex-Drain-Token": spec.token,
             "User-Agent": "Dockyard-Logplex/1",
         }
+        if not self.private:
+            # Checked before each batch; the certificate must name the host, so a name that
+            # turns to another address afterwards still reaches no service of ours.
+            async with asyncio.timeout(self.timeout):
+                await resolve(self.target.host, self.target.port, private=False)
         try:
             reply = await self._client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -236,11 +256,31 @@ class HttpsTransport:
         await self._client.aclose()
 
 
-def transport_for(url: str, context: ssl.SSLContext, *, timeout: float = TIMEOUT) -> Transport:
+def transport_for(
+    url: str, context: ssl.SSLContext, *, timeout: float = TIMEOUT, private: bool = False
+) -> Transport:
+    """The transport of a drain URL; with ``private``, it may send to any address."""
     target = parse(url)
     if target.scheme == HTTPS:
-        return HttpsTransport(target, context, timeout=timeout)
-    return SyslogTransport(target, context, timeout=timeout)
+        return HttpsTransport(target, context, timeout=timeout, private=private)
+    return SyslogTransport(target, context, timeout=timeout, private=private)
+
+
+async def resolve(host: str, port: int, *, private: bool) -> str:
+    """The address to connect to for ``host``; DrainFailed when it has none or, unless
+    ``private``, when any of its addresses is not public (see drain_urls.public)."""
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise DrainFailed(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+    addresses = [str(info[4][0]) for info in found]
+    if not addresses:
+        raise DrainFailed(f"cannot resolve {host}: no address")
+    if not private:
+        for address in addresses:
+            if not public(address):
+                raise DrainFailed(not_public(host, address))
+    return addresses[0]
 
 
 class Cursors:
@@ -445,10 +485,12 @@ class Drains:
         buffer_lines: int = BUFFER_LINES,
         timeout: float = TIMEOUT,
         backoff: Callable[[], Backoff] | None = None,
+        private_addresses: bool = False,
     ) -> None:
         self.database = database
         self.hub = hub
         self.cursors = Cursors(directory)
+        self.private_addresses = private_addresses
         self.context = tls_context(ca_file)
         self.buffer_lines = buffer_lines
         self.timeout = timeout
@@ -516,7 +558,9 @@ class Drains:
 
     def _start(self, spec: DrainSpec) -> None:
         try:
-            transport = transport_for(spec.url, self.context, timeout=self.timeout)
+            transport = transport_for(
+                spec.url, self.context, timeout=self.timeout, private=self.private_addresses
+            )
         except InvalidParams as exc:  # stored by an older version that allowed more
             log.error("drain not started: %s", exc.message, extra={"drain": spec.token})
             return

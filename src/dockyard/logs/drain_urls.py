@@ -8,10 +8,17 @@ Three kinds of URL:
 
 A drain URL's password never reaches a log line: :func:`redact` hides it. This module
 needs nothing of the store, so the CLI imports it cheaply.
+
+By default drains go to public addresses only (:func:`public`): an app's owner must not be
+able to make the platform connect to services on its own network (loopback, private,
+link-local, the cloud's metadata address). :func:`check_address` refuses such an address
+when a drain is added; names are resolved, and checked, on each connection
+(:mod:`dockyard.logs.drain_delivery`). ``DOCKYARD_DRAIN_PRIVATE_ADDRESSES`` allows them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -22,6 +29,7 @@ SYSLOG_TLS = "syslog+tls"
 HTTPS = "https"
 SCHEMES = (SYSLOG, SYSLOG_TLS, HTTPS)
 MAX_URL = 2000
+PRIVATE_SETTING = "DOCKYARD_DRAIN_PRIVATE_ADDRESSES"
 
 
 @dataclass(frozen=True)
@@ -86,3 +94,32 @@ def redact(url: str) -> str:
     netloc = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
     return urlunsplit(SplitResult(parts.scheme, f"{user}:***@{netloc}", *parts[2:]))
+
+
+def public(address: str) -> bool:
+    """Whether ``address`` (an IP address) is a public one a drain may send to by default."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def not_public(host: str, address: str) -> str:
+    """Why a drain may not send to ``address`` (``host``'s)."""
+    named = address if host == address else f"{host} ({address})"
+    return (
+        f"{named} is a private, loopback or link-local address; drains go to public "
+        f"addresses only (an operator can allow others with {PRIVATE_SETTING}=true)"
+    )
+
+
+def check_address(target: Target, *, private: bool) -> None:
+    """Refuse a target whose host is an IP address a drain may not send to (see above)."""
+    if private:
+        return
+    try:
+        ipaddress.ip_address(target.host.split("%", 1)[0])
+    except ValueError:
+        return  # a name: resolved and checked on each connection
+    if not public(target.host):
+        raise _invalid(target.url, not_public(target.host, target.host))

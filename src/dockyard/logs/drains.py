@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from dockyard.accounts import parse_uuid
 from dockyard.errors import InvalidParams, NotFound
-from dockyard.logs.drain_urls import parse, redact
+from dockyard.logs.drain_urls import check_address, parse, redact
 from dockyard.store import App, LogDrain
 
 MAX_PER_APP = 20
@@ -34,9 +34,10 @@ def listing(session: Session, app: App) -> list[LogDrain]:
     )
 
 
-def add(session: Session, app: App, url: str) -> LogDrain:
+def add(session: Session, app: App, url: str, *, private: bool = False) -> LogDrain:
     """Add a drain to ``app`` (whose row the caller holds locked)."""
     target = parse(url)
+    check_address(target, private=private)
     taken = session.scalar(
         select(LogDrain).where(LogDrain.app_id == app.id, LogDrain.url == target.url)
     )

@@ -176,6 +176,11 @@ class Settings(BaseSettings):
             "restart of the control plane."
         ),
     )
+    drain_private_addresses: bool = Field(
+        default=False,
+        description="Let log drains send to private, loopback and link-local addresses. Off: "
+        "an app's owner cannot make the platform connect to services on its own network.",
+    )
     drain_ca_file: Path | None = Field(
         default=None,
         description=(
