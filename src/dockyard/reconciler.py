@@ -45,6 +45,7 @@ from dockyard.store import App, Database, Formation, Release, Slug
 
 log = logging.getLogger("dockyard.reconciler")
 ONE_OFF = ("run", "release")
+UNCLAIMED = 100  # one-off exits kept for whoever asks later
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,9 @@ class Reconciler:
         self._tasks: list[asyncio.Task[None]] = []
         self._side: set[asyncio.Task[None]] = set()
         self._ended: dict[str, asyncio.Future[Exit]] = {}  # one-off dynos someone waits for
+        # One-off dynos' exits that nobody waited for (they ended while the control plane was
+        # down, say): :meth:`wait` and :meth:`unclaimed` still give them. The newest only.
+        self._unclaimed: dict[str, Exit] = {}
         self._endpoints: dict[str, frozenset[Endpoint]] = {}  # by app id
         self._endpoints_version = 0
         self._endpoints_event = asyncio.Event()
@@ -356,13 +360,21 @@ class Reconciler:
         return dyno
 
     async def wait(self, dyno_id: str) -> Exit:
-        """The exit of a one-off dyno, once it ends (one adopted after a restart too)."""
+        """The exit of a one-off dyno, once it ends (one adopted after a restart too, and one
+        that ended while the control plane was down)."""
+        if dyno_id in self._unclaimed:
+            return self._unclaimed.pop(dyno_id)
         ended = self._ended.get(dyno_id)
         if ended is None:
             if not any(d.id == dyno_id for d in await self.runtime.list()):
                 raise DynoNotFound(f"no dyno {dyno_id} runs here")
             ended = self._ended.setdefault(dyno_id, asyncio.get_running_loop().create_future())
         return await asyncio.shield(ended)
+
+    def unclaimed(self, app_id: uuid.UUID) -> list[Exit]:
+        """The app's one-off dynos that ended with nobody waiting (oldest first): a release
+        dyno that ended while the control plane was down, say. :meth:`wait` claims one."""
+        return [e for e in self._unclaimed.values() if e.dyno.app_id == str(app_id)]
 
     # -- work that other parts do on each pass ---------------------------------------------
 
@@ -659,6 +671,10 @@ class Reconciler:
         waiter = self._ended.pop(dyno.id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(ended)
+        elif dyno.process_type in ONE_OFF:
+            self._unclaimed[dyno.id] = ended
+            while len(self._unclaimed) > UNCLAIMED:
+                del self._unclaimed[next(iter(self._unclaimed))]
         # The kernel killed it for going over its size's memory (the runtime's limit).
         memory = ended.reason == "memory" and ended.stopped is None
         if memory:

@@ -15,9 +15,10 @@ kept in the blob store (``release-output/<release id>.log``) for ``releases:outp
 
 The work is level-triggered: every reconciler pass calls :meth:`ReleasePhase.on_pass`, which
 starts a task for each app that has a pending release. After a restart of the control plane a
-``release.NNNN`` dyno that still runs is followed again (its timeout counts from its start);
-one whose end went unseen runs again, so a release command should be safe to repeat (as
-Heroku advises too: migrations are).
+``release.NNNN`` dyno that still runs is followed again (its timeout counts from its start),
+and one that ended meanwhile counts with the exit status the runtime kept. Only one whose end
+went unseen altogether (its node rebooted, say) runs again, so a release command should be
+safe to repeat (as Heroku advises too: migrations are).
 
 After an app's first successful deploy, app.json's ``scripts.postdeploy`` runs once, as a
 one-off ``run.NNNN`` dyno of that release. Its failure is reported (push output, app log) but
@@ -283,6 +284,19 @@ class ReleasePhase:
                 "following %s of %s v%d again", running[0].name, job.desired.app_name, job.version
             )
             return running[0]
+        gone = [
+            e.dyno
+            for e in self.reconciler.unclaimed(app_id)
+            if e.dyno.process_type == kind
+            and e.dyno.release_version == job.version
+            and e.status is not None  # else it was cut short (a reboot): it runs again
+            and (job.kind == RELEASE or (job.state == "running" and e.dyno.command == job.command))
+        ]
+        if gone:
+            # It ended while the control plane was down: its output and exit are kept.
+            name, app = gone[-1].name, job.desired.app_name
+            log.info("%s of %s v%d ended meanwhile", name, app, job.version)
+            return gone[-1]
         if job.kind == POSTDEPLOY and job.state == "running":
             return _Outcome(
                 False,

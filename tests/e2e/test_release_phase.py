@@ -279,6 +279,46 @@ def test_a_release_phase_outlives_a_restart_of_the_control_plane(tmp_path: Path)
         asyncio.run(_stop_leftovers(data_dir))
 
 
+def test_a_release_dyno_that_ends_while_the_control_plane_is_down_does_not_run_again(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    env = {"DOCKYARD_RELEASE_TIMEOUT": "120"}
+    server = start_server(data_dir, env)
+    try:
+        with deployer_for(server, "ended@example.com") as deployer:
+            app = deployer.create("release-ended")
+            repo = make_repo(APPS / "release-phase", tmp_path / "repo")
+            assert deployer.push(repo, app).status == 0
+            settle(deployer, app, {"web.1": 2})
+
+            reply = deployer.client.patch(f"/apps/{app}/config-vars", json={"RELEASE_SLEEP": "3"})
+            assert reply.status_code == 200, reply.text
+            wait_until(
+                lambda: any(d["type"] == "release" for d in dynos(deployer, app)),
+                timeout=30,
+                interval=0.05,
+            )
+            (running,) = [d for d in dynos(deployer, app) if d["type"] == "release"]
+            server.process.kill()
+            server.process.wait()
+            # It ends (exit 0) while no control plane watches.
+            wait_until(lambda: not release_of(data_dir, running["name"]), timeout=30)
+
+            server = start_server(data_dir, env, port=int(server.url.rsplit(":", 1)[1]))
+            v3 = ended(deployer, app, 3)
+            assert (v3["status"], v3["current"]) == ("succeeded", True)
+            output = deployer.client.get(v3["output_stream_url"]).text
+            assert f"release command of the first code, as {running['name']}" in output, output
+            assert output.count("release command of the") == 1, output  # it did not run again
+            assert "release command done" in output, output
+            assert "did not see it end" not in output, output
+            settle(deployer, app, {"web.1": 3})
+    finally:
+        stop_server(server)
+        asyncio.run(_stop_leftovers(data_dir))
+
+
 def release_of(data_dir: Path, name: str) -> bool:
     """A dyno called ``name`` runs on ``data_dir``'s runtime."""
 

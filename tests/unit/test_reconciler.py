@@ -387,3 +387,39 @@ def test_a_dyno_that_cannot_start_shows_crashed_with_the_reason(
             await reconciler.close()
 
     run(scenario)
+
+
+def test_a_one_off_that_ended_unwatched_is_kept_for_whoever_asks(
+    sqlite_database: Database,
+) -> None:
+    async def scenario() -> None:
+        app_id = make_app(sqlite_database, {})
+        runtime = FakeRuntime()
+        reconciler = Reconciler(sqlite_database, FakeBlobs(), runtime)
+        exits = asyncio.create_task(reconciler.handle_exits())
+        try:
+            # A release dyno started by an earlier control plane, ending with nobody waiting.
+            spec = DynoSpec(
+                app_id=str(app_id),
+                app_name="shop",
+                app_uid=1,
+                release_version=3,
+                slug_path=Path("/nonexistent"),
+                slug_sha256="0" * 64,
+                process_type="release",
+                name="release.4821",
+                command="./migrate",
+            )
+            dyno = await runtime.start(spec)
+            await runtime.crash(dyno.id, status=0)
+            (kept,) = reconciler.unclaimed(app_id)
+            assert (kept.dyno.id, kept.status) == (dyno.id, 0)
+            assert (await reconciler.wait(dyno.id)).status == 0
+            assert reconciler.unclaimed(app_id) == []  # claimed once
+        finally:
+            exits.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await exits
+            await reconciler.close()
+
+    run(scenario)
