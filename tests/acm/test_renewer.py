@@ -438,6 +438,43 @@ async def test_a_failing_hook_fails_the_default_alone(world: World) -> None:
 
 
 @scenario
+async def test_the_default_certificates_back_off_outlives_a_restart(world: World) -> None:
+    state = world.settings.data_dir / "acme" / "default-certificate.json"
+
+    def plane() -> renewal.Renewer:
+        """A new control plane's renewer: nothing in memory, the data dir's file."""
+        return renewal.Renewer(
+            world.database,
+            world.ca,
+            world.challenges,
+            world.store,
+            now=world.clocks.now,
+            clock=world.clocks.clock,
+            dns=Hook(),
+            wildcard="*.apps.example.org",
+            default_state=state,
+        )
+
+    world.ca.failing["*.apps.example.org"] = "the DNS hook /hook set failed (exit 1): no token"
+    first = plane()
+    await first.run_pass()
+    await first.idle()
+    assert world.ca.orders == ["*.apps.example.org"]
+    world.clocks.advance(10)
+
+    again = plane()
+    assert again.default_status == (renewal.FAILED, world.ca.failing["*.apps.example.org"])
+    wait = await again.run_pass()
+    await again.idle()
+    assert world.ca.orders == ["*.apps.example.org"], "not ordered again at once"
+    assert wait == pytest.approx(renewal.RETRY_FIRST - 10)
+    world.clocks.advance(wait)
+    await again.run_pass()
+    await again.idle()
+    assert world.ca.orders == ["*.apps.example.org"] * 2
+
+
+@scenario
 async def test_a_rate_limited_domain_waits_as_long_as_the_ca_asks(world: World) -> None:
     world.acm(True)
     world.add("busy.example.org")

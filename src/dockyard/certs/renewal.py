@@ -24,10 +24,12 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import select
@@ -87,9 +89,7 @@ class Certificates(Protocol):
     def prune(self, session: Session, app: App, hostnames: set[str]) -> None:
         """Forget the app's automated certificates for hostnames it no longer has."""
 
-    def default(
-        self, session: Session
-    ) -> tuple[str, datetime.datetime, Sequence[str]] | None:
+    def default(self, session: Session) -> tuple[str, datetime.datetime, Sequence[str]] | None:
         """The platform's default certificate's source, expiry and hostnames; None when it
         has none."""
 
@@ -127,9 +127,7 @@ class StoredCertificates:
             if not set(row.hostnames) & hostnames:
                 certs.remove(session, row)
 
-    def default(
-        self, session: Session
-    ) -> tuple[str, datetime.datetime, Sequence[str]] | None:
+    def default(self, session: Session) -> tuple[str, datetime.datetime, Sequence[str]] | None:
         row = certs.default(session)
         return (row.source, row.expires_at, row.hostnames) if row is not None else None
 
@@ -176,6 +174,7 @@ def start(settings: Settings, database: Database, router: Router) -> Renewer:
         dns=DnsHook(settings.acme_dns_hook) if settings.acme_dns_hook else None,
         wildcard=wildcard,
         serve=functools.partial(certs.apply_now, router),
+        default_state=settings.data_dir / "acme" / "default-certificate.json",
     )
     database.on_commit((App, Domain), renewer.poke)
     return renewer
@@ -221,6 +220,7 @@ class Renewer:
         dns: DnsResponder | None = None,
         wildcard: str | None = None,
         serve: Callable[[], Awaitable[None]] | None = None,
+        default_state: Path | None = None,
     ) -> None:
         self.database = database
         self.issuer = issuer
@@ -238,8 +238,11 @@ class Renewer:
         self.serve = serve  # makes the router serve the store's certificates now
         self._slots = asyncio.Semaphore(concurrency)
         self._orders: dict[uuid.UUID, asyncio.Task[None]] = {}
-        # The default certificate's failures in a row and next attempt (it has no row).
+        # The default certificate's failures in a row and next attempt (it has no row): kept
+        # in ``default_state`` (a JSON file), so that a restart does not order it at once.
         self._default_failures: tuple[int, datetime.datetime | None] = (0, None)
+        self._default_state = default_state
+        self._load_default_state()
         self._poked = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -401,6 +404,7 @@ class Renewer:
         if domain_id == DEFAULT:
             self.default_status = (status, reason)
             self._default_failures = failures
+            self._save_default_state()
             return
         with self.database.transaction() as session:
             domain = session.get(Domain, domain_id)
@@ -411,6 +415,41 @@ class Renewer:
                 domain.acm_status_reason = reason
             if (domain.acm_failures, _aware(domain.acm_retry_at)) != failures:
                 domain.acm_failures, domain.acm_retry_at = failures
+
+    def _load_default_state(self) -> None:
+        if self._default_state is None:
+            return
+        try:
+            saved = json.loads(self._default_state.read_text())
+            status, reason = saved["status"], saved["reason"]
+            count, retry_at = int(saved["failures"]), saved["retry_at"]
+            when = datetime.datetime.fromisoformat(retry_at) if retry_at else None
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring %s: %s", self._default_state, exc)
+            return
+        self.default_status = (status, reason)
+        self._default_failures = (count, _aware(when))
+
+    def _save_default_state(self) -> None:
+        if self._default_state is None:
+            return
+        status, reason = self.default_status
+        count, when = self._default_failures
+        saved = {
+            "status": status,
+            "reason": reason,
+            "failures": count,
+            "retry_at": when.isoformat() if when else None,
+        }
+        try:
+            self._default_state.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self._default_state.with_suffix(".tmp")
+            temporary.write_text(json.dumps(saved))
+            temporary.replace(self._default_state)
+        except OSError as exc:
+            log.warning("could not keep the default certificate's state: %s", exc)
 
     def _save(self, domain_id: uuid.UUID, issued: Issued) -> bool:
         """Store ``issued``; False when its domain went, or ACM was disabled, meanwhile."""
