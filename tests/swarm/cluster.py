@@ -367,7 +367,9 @@ def _network(undo: ExitStack, namespace: str, host_end: str, worker_end: str) ->
     _run("ip", "-n", namespace, "link", "set", "lo", "up")
 
 
-def _worker_daemon(undo: ExitStack, namespace: str, root: Path) -> Engine:
+def _worker_daemon(
+    undo: ExitStack, namespace: str, root: Path, hostname: str = WORKER_HOSTNAME
+) -> Engine:
     """A second dockerd in the namespace: its own data, exec root, pid file and socket.
 
     Only the network and UTS namespaces are its own: ``ip netns exec`` would also remount
@@ -381,7 +383,7 @@ def _worker_daemon(undo: ExitStack, namespace: str, root: Path) -> Engine:
     undo.callback(log.close)
     command = [
         "unshare", "--uts", "--",
-        "sh", "-c", 'hostname "$0" && exec "$@"', WORKER_HOSTNAME,
+        "sh", "-c", 'hostname "$0" && exec "$@"', hostname,
         "nsenter", f"--net=/run/netns/{namespace}", "--",
         "dockerd",
         "--config-file", str(config),
@@ -393,6 +395,7 @@ def _worker_daemon(undo: ExitStack, namespace: str, root: Path) -> Engine:
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     undo.callback(_stop_daemon, process, root)
+    (root / "dockerd.launcher").write_text(str(process.pid))
     engine = Engine(socket_path)
     undo.callback(engine.close)
 
@@ -610,3 +613,74 @@ def _push_image(manager: Engine, registry: str, root: Path) -> str:
         if line.strip() and "error" in json.loads(line):
             raise AssertionError(f"pushing {repository}:1 failed: {line}")
     return f"{repository}:1"
+
+
+LOST_ADDR = "10.216.0.2"  # a third node's, on a network of its own (see extra_node)
+LOST_HOST_END = "10.216.0.1"
+LOST_HOSTNAME = "dyswarm-lost"
+
+
+@contextmanager
+def extra_node(swarm: Swarm) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A third node joined to ``swarm``: its node ID, and a function that kills its dockerd
+    at once (SIGKILL: the node goes away without a word). It is removed from the swarm, and
+    everything made for it undone, on the way out."""
+    with ExitStack() as undo:
+        tag = secrets.token_hex(3)
+        namespace, host_end, node_end = f"dyswarm-{tag}", f"dysw{tag}h", f"dysw{tag}w"
+        _run("ip", "netns", "add", namespace)
+        undo.callback(subprocess.run, ["ip", "netns", "del", namespace], check=False)
+        # After a SIGKILL of its dockerd, what ran there (containers) goes with it.
+        undo.callback(_kill_namespace, namespace)
+        _run("ip", "link", "add", host_end, "type", "veth", "peer", "name", node_end)
+        undo.callback(subprocess.run, ["ip", "link", "del", host_end], check=False)
+        _run("ip", "link", "set", node_end, "netns", namespace)
+        _run("ip", "addr", "add", f"{LOST_HOST_END}/{PREFIX}", "dev", host_end)
+        _run("ip", "link", "set", host_end, "up")
+        _run("ip", "-n", namespace, "addr", "add", f"{LOST_ADDR}/{PREFIX}", "dev", node_end)
+        _run("ip", "-n", namespace, "link", "set", node_end, "up")
+        _run("ip", "-n", namespace, "link", "set", "lo", "up")
+        # The manager (and its registry) is on another subnet: through the host.
+        _run("ip", "-n", namespace, "route", "add", "default", "via", LOST_HOST_END)
+        root = swarm.root / f"lost-{tag}"
+        undo.callback(_stop_processes_under, root)  # its containerd and shims, after a kill
+        engine = _worker_daemon(undo, namespace, root, LOST_HOSTNAME)
+        token = swarm.manager.get("/swarm")["JoinTokens"]["Worker"]
+        engine.call(
+            "POST",
+            "/swarm/join",
+            json={
+                "ListenAddr": f"{LOST_ADDR}:2377",
+                "AdvertiseAddr": f"{LOST_ADDR}:2377",
+                "DataPathAddr": LOST_ADDR,
+                "RemoteAddrs": [f"{MANAGER_ADDR}:2377"],
+                "JoinToken": token,
+            },
+        )
+        node_id = str(engine.get("/info")["Swarm"]["NodeID"])
+        undo.callback(
+            swarm.manager.call, "DELETE", f"/nodes/{node_id}", params={"force": "1"}, ok=(404,)
+        )
+
+        def ready() -> bool:
+            node = swarm.manager.get(f"/nodes/{node_id}")
+            return bool(node["Status"]["State"] == "ready")
+
+        wait_for(ready, 60, "the third node ready")
+
+        def kill() -> None:
+            launcher = int((root / "dockerd.launcher").read_text())
+            daemon = int((root / "docker.pid").read_text())
+            for pid in (daemon, launcher):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+        yield node_id, kill
+
+
+def _kill_namespace(namespace: str) -> None:
+    """SIGKILL every process in the network namespace."""
+    found = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True)
+    for pid in found.stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)

@@ -15,7 +15,7 @@ from docker_support import remove_containers_under, remove_services_under, requi
 from dockyard.runtime import Dyno, DynoError, Exit
 from dockyard.runtime.swarm import SwarmRuntime
 from runtime.test_process import App, make_slug, next_exit, printed, run, until
-from swarm.cluster import MANAGER_ADDR, WORKER_ADDR, Swarm
+from swarm.cluster import LOST_ADDR, MANAGER_ADDR, WORKER_ADDR, Swarm, extra_node
 
 pytestmark = pytest.mark.e2e
 
@@ -152,14 +152,48 @@ def test_a_dyno_no_node_can_take_fails_with_swarms_reason(
 
 
 def swarm_drain(swarm: Swarm, availability: str) -> None:
-    node = swarm.manager.get(f"/nodes/{swarm.worker_id}")
+    """Set the worker's availability: drain, pause or active."""
+    set_availability(swarm, swarm.worker_id, availability)
+
+
+def set_availability(swarm: Swarm, node_id: str, availability: str) -> None:
+    node = swarm.manager.get(f"/nodes/{node_id}")
     spec = {**node["Spec"], "Availability": availability}
     swarm.manager.call(
         "POST",
-        f"/nodes/{swarm.worker_id}/update",
+        f"/nodes/{node_id}/update",
         params={"version": str(node["Version"]["Index"])},
         json=spec,
     )
+
+
+def test_a_dyno_whose_node_goes_away_ends_as_the_nodes_doing(
+    swarm: Swarm, app: App, tmp_path: Path
+) -> None:
+    with extra_node(swarm) as (_lost, kill):
+
+        async def scenario() -> None:
+            runtime = await SwarmRuntime.open(tmp_path / "data", registry=swarm.registry)
+            try:
+                exits = runtime.exits()
+                # Only the third node takes new dynos for now.
+                for node in (swarm.manager_id, swarm.worker_id):
+                    set_availability(swarm, node, "pause")
+                try:
+                    dyno = await runtime.start(app.spec("web.1", "python3 server.py"))
+                finally:
+                    for node in (swarm.manager_id, swarm.worker_id):
+                        set_availability(swarm, node, "active")
+                assert dyno.host == LOST_ADDR
+                await until(lambda: answers(dyno), 60)  # type: ignore[arg-type]
+                kill()  # the node is gone without a word: nobody reports the task's end
+                ended = await next_exit(exits, 120)
+                assert (ended.dyno.id, ended.stopped, ended.reason) == (dyno.id, None, "node")
+                assert await runtime.list() == []
+            finally:
+                await runtime.close()
+
+        run(scenario)
 
 
 def test_a_registry_that_is_down_fails_the_start_with_its_address(
