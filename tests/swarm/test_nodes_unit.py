@@ -40,12 +40,17 @@ SERVICES = [
     {"ID": "s1", "Spec": {"Name": "myapp-web", "Labels": {"dockyard.app": "myapp",
                                                          "dockyard.process-type": "web"}}},
     {"ID": "s2", "Spec": {"Name": "monitoring", "Labels": {}}},
+    # The swarm driver's: one service per dyno, named by its label.
+    {"ID": "s3", "Spec": {"Name": "shop-worker-3-0123456789ab", "Labels": {
+        "dockyard.app": "shop", "dockyard.process-type": "worker",
+        "dockyard.dyno-name": "worker.3"}}},
 ]  # fmt: skip
 TASKS = [
     {"ServiceID": "s1", "NodeID": "aaaa1111", "Slot": 2, "Status": {"State": "running"}},
     {"ServiceID": "s1", "NodeID": "bbbb3333", "Slot": 1, "Status": {"State": "starting"}},
     # A global service's tasks have no slot.
     {"ServiceID": "s2", "NodeID": "bbbb3333", "Status": {"State": "running"}},
+    {"ServiceID": "s3", "NodeID": "aaaa1111", "Slot": 1, "Status": {"State": "running"}},
 ]
 
 
@@ -83,7 +88,7 @@ def test_nodes_list_managers_first_with_their_tasks_and_why_one_is_down() -> Non
         (None, "monitoring", "running"),
         ("myapp", "web.1", "starting"),
     ]
-    assert [(t.app, t.name) for t in first.tasks] == [("myapp", "web.2")]
+    assert [(t.app, t.name) for t in first.tasks] == [("myapp", "web.2"), ("shop", "worker.3")]
     assert (first.cpus, first.memory_mb) == (4.0, 8192)
     assert (second.state, second.message) == ("down", "heartbeat failure")
 
