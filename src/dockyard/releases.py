@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from dockyard import formation
 from dockyard.accounts import parse_uuid
 from dockyard.errors import InvalidParams, NotFound
 from dockyard.formation import RELEASE_TYPE
@@ -278,15 +279,23 @@ def get(session: Session, app: App, identity: str) -> Release:
 
 
 def rollback(
-    session: Session, app: App, identity: str, user: User, *, release_phase: bool = True
+    session: Session,
+    app: App,
+    identity: str,
+    user: User,
+    *,
+    limit: int,
+    release_phase: bool = True,
 ) -> Release:
     """Make a new release with the slug and config of release ``identity``.
 
-    The caller holds the app's row lock.
+    Its slug's process types become the formation's commands again, as on Heroku (now, or,
+    with a release command, once the release phase deploys it). ``limit`` is the most dynos
+    of a type. The caller holds the app's row lock.
     """
     target = get(session, app, identity)
     _store_config(session, app, target.config)
-    return create(
+    made = create(
         session,
         app,
         f"Rollback to v{target.version}",
@@ -295,3 +304,7 @@ def rollback(
         slug_id=target.slug_id,
         release_phase=release_phase,
     )
+    slug = session.get(Slug, target.slug_id) if target.slug_id is not None else None
+    if made.current and slug is not None:
+        formation.sync(session, app, slug.process_types, app.formation_defaults, limit=limit)
+    return made

@@ -114,7 +114,7 @@ def test_rollbacks_and_config_changes_interleave_safely(database: Database) -> N
             assert user is not None
             app = apps.find(session, user, "busy", lock=True)
             if index % 3 == 0:
-                releases.rollback(session, app, "1", user)
+                releases.rollback(session, app, "1", user, limit=100)
             else:
                 releases.update_config(session, app, {f"K_{index}": "v"}, user)
 

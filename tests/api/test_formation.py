@@ -290,3 +290,10 @@ def test_builds_bring_their_process_types(api_on: Api, owner: ApiUser, tmp_path:
     with api_on.database.transaction() as session:
         statuses = [b.status for b in session.scalars(select(Build).order_by(Build.created_at))]
     assert statuses == ["succeeded", "succeeded", "failed"]
+
+    # A rollback brings back that slug's process types, as Heroku does; scales stay.
+    first = min(r["version"] for r in ok(owner.client.get("/apps/shop/releases")) if r["slug"])
+    ok(owner.client.post("/apps/shop/releases", json={"release": str(first)}), 201)
+    assert scaled(owner) == {"web": (3, "Standard-1X"), "worker": (2, "Standard-2X")}
+    assert ok(owner.client.get("/apps/shop/formation/web"))["command"] == "./web"
+    assert ok(owner.client.get("/apps/shop/formation/worker"))["command"] == "./work"

@@ -1,7 +1,8 @@
 """The ``swarm`` runtime end to end, on the two-node swarm: a real ``dockyard server`` with
 DOCKYARD_RUNTIME=swarm and the test swarm's registry, a buildpack app pushed with git,
-reached through the router, scaled to 4 over both nodes, a node drained and a new release
-deployed while a steady load of requests sees none fail, one-off commands, a rollback."""
+reached through the router, scaled to 4 over both nodes, a node drained, a new release
+deployed and a release that never boots pushed while a steady load of requests sees none
+fail, one-off commands, a rollback; and a Dockerfile app with build arguments."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from conftest import (
     wait_until,
 )
 from docker_support import remove_containers_under, remove_services_under, require_docker
-from e2e.deploy import Deployer, deployer_for, scale, settle
+from e2e.deploy import Deployer, deployer_for, dynos, scale, settle
 from swarm.cluster import Swarm, wait_for
 from swarm.test_runtime import swarm_drain
 
@@ -38,9 +39,13 @@ pytestmark = pytest.mark.e2e
 def server(swarm: Swarm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     require_docker()
     root = tmp_path_factory.mktemp("swarm-deploy")
-    running = start_server(
-        root / "data", {"DOCKYARD_RUNTIME": "swarm", "DOCKYARD_REGISTRY": swarm.registry}
-    )
+    env = {
+        "DOCKYARD_RUNTIME": "swarm",
+        "DOCKYARD_REGISTRY": swarm.registry,
+        # A release whose web dynos never listen fails within the test (R10).
+        "DOCKYARD_BOOT_TIMEOUT": "20",
+    }
+    running = start_server(root / "data", env)
     try:
         yield running
     finally:
@@ -172,6 +177,27 @@ def test_an_app_spreads_moves_off_a_draining_node_and_deploys_without_failed_req
         return "detached-42" in cli(server, deployer, "logs", "-a", app, "-n", "500").stdout
 
     wait_until(logged, 60)
+
+    # A release whose web dynos never listen, pushed under load: they time out (R10), and the
+    # old release's dynos keep serving every request.
+    (repo / "Procfile").write_text("web: exec sleep 600\n")
+    git("commit", "-q", "-am", "a web process that never listens", cwd=repo)
+    with Load(server, app) as load:
+        wait_for(lambda: load.sent >= 20, 30, "requests flowing")
+        pushed = deployer.push(repo, app)
+        assert pushed.status == 0, pushed.output
+        assert deployer.current(app)["version"] > second
+
+        def timed_out() -> bool:
+            shown = cli(server, deployer, "logs", "-a", app, "-n", "500").stdout
+            return "Error R10 (Boot timeout)" in shown
+
+        wait_until(timed_out, 120)
+        sent = load.sent
+        wait_for(lambda: load.sent >= sent + 20, 30, "requests after the boot timeout")
+    assert load.failures == [], load.failures[:5]
+    up = {d["name"]: d["release"]["version"] for d in dynos(deployer, app) if d["state"] == "up"}
+    assert up == {f"web.{n}": second for n in range(1, 5)}, "the old release serves"
 
     # A rollback to the first release: the old code and config serve again.
     rolled = cli(server, deployer, "releases:rollback", f"v{first}", "-a", app)

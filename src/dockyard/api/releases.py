@@ -117,6 +117,7 @@ def rollback(caller: Authenticated, app: str, body: Rollback) -> Json:
             found,
             str(body.release),
             user,
+            limit=caller.settings.max_quantity,
             release_phase=_phase(caller.request) is not None,
         )
         return release_json(caller, session, found, made)
