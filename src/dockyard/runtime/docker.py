@@ -78,6 +78,7 @@ from dockyard.runtime.process import (
     _prune_dynos,
     _read_json,
     _write_json,
+    dyno_outputs,
 )
 
 __all__ = [
@@ -88,7 +89,6 @@ __all__ = [
     "check_spec",
     "copy_log",
     "dyno_from",
-    "dyno_outputs",
     "scope_of",
     "stop_of",
     "usage_of",
@@ -690,25 +690,3 @@ def usage_of(stats: dict[str, Any]) -> Usage:
         cpu_seconds=int(cpu) / 1e9,
         processes=max(0, pids - 1),  # not counting the init
     )
-
-
-async def dyno_outputs(root: Path) -> list[DynoOutput]:
-    """The output logs of the dynos recorded under ``root``."""
-
-    def scan() -> list[DynoOutput]:
-        found = []
-        for directory in sorted(root.iterdir()):
-            record = _read_json(directory / "dyno.json")
-            if isinstance(record, dict) and "log_path" in record:
-                found.append(
-                    DynoOutput(
-                        str(record["id"]),
-                        str(record["app_id"]),
-                        str(record["app_name"]),
-                        str(record["name"]),
-                        Path(record["log_path"]),
-                    )
-                )
-        return found
-
-    return await asyncio.to_thread(scan)

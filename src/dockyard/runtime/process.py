@@ -580,24 +580,29 @@ class ProcessRuntime:
 
     async def outputs(self) -> Sequence[DynoOutput]:
         """Every dyno's output log kept here (the log hub reads them), until tidy() goes."""
+        return await dyno_outputs(self._root)
 
-        def scan() -> list[DynoOutput]:
-            found = []
-            for directory in sorted(self._root.iterdir()):
-                record = _read_json(directory / "dyno.json")
-                if isinstance(record, dict) and "log_path" in record:
-                    found.append(
-                        DynoOutput(
-                            str(record["id"]),
-                            str(record["app_id"]),
-                            str(record["app_name"]),
-                            str(record["name"]),
-                            Path(record["log_path"]),
-                        )
+
+async def dyno_outputs(root: Path) -> list[DynoOutput]:
+    """The output logs of the dynos recorded under ``root`` (each driver's ``dyno.json``)."""
+
+    def scan() -> list[DynoOutput]:
+        found = []
+        for directory in sorted(root.iterdir()):
+            record = _read_json(directory / "dyno.json")
+            if isinstance(record, dict) and "log_path" in record:
+                found.append(
+                    DynoOutput(
+                        str(record["id"]),
+                        str(record["app_id"]),
+                        str(record["app_name"]),
+                        str(record["name"]),
+                        Path(record["log_path"]),
                     )
-            return found
+                )
+        return found
 
-        return await asyncio.to_thread(scan)
+    return await asyncio.to_thread(scan)
 
 
 def _parse(line: bytes) -> dict[str, Any]:

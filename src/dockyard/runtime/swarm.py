@@ -62,7 +62,6 @@ from dockyard.runtime.docker import (
     check_spec,
     copy_log,
     dyno_from,
-    dyno_outputs,
     stop_of,
     usage_of,
 )
@@ -76,6 +75,7 @@ from dockyard.runtime.process import (
     _prune_dynos,
     _read_json,
     _write_json,
+    dyno_outputs,
 )
 from dockyard.runtime.swarm_services import DynoService, Mount, dyno_service, service_name
 
